@@ -1,0 +1,18 @@
+"""Progress display for long per-galaxy loops: rate and ETA, to stderr (a rule's log)."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+
+def progress_bar(desc: str, unit: str = "galaxy"):
+    """A function ``(iterable, total) -> iterable`` that shows progress with rate and ETA;
+    updates at most every 5 s so logs stay readable when not on a terminal."""
+
+    def wrap(iterable, total=None):
+        return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
+                    mininterval=5.0, dynamic_ncols=False, ncols=100)
+
+    return wrap

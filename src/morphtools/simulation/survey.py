@@ -1,0 +1,117 @@
+"""Assemble the simulated surveys as files in the real formats.
+
+DECaLS-like: an NSA-like FITS table, a GZ DECaLS-like volunteer table, hidden rare-feature
+votes, forum tags, and the ground-truth table the simulated sky renders from.
+GZ2-like: a Kaggle ``training_solutions_rev1.csv`` and 424 x 424 colour JPEGs named by
+``GalaxyID``, rendered SDSS-like (coarser, blurrier, shallower).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.table import Table
+from astropy.visualization import make_lupton_rgb
+from PIL import Image
+
+from .population import sample_population
+from .render import SDSS, render
+from .sky import nsa_like_table, petrosian_radii
+from .votes import sample_decals_votes, sample_gz2_solutions, sample_rare_features, sample_talk_tags
+
+SDSS_PIXSCALE = 0.396
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.part")
+    os.close(fd)
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def simulate_decals_survey(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.DataFrame:
+    """Write the DECaLS-like survey tables to the paths in ``out`` (keys: ``nsa``,
+    ``volunteers``, ``rare_features``, ``tags``, ``truth``). Returns the truth table."""
+    truth = sample_population(n_galaxies, seed)
+    nsa = nsa_like_table(truth, seed + 1)
+    truth["petro_th50"] = nsa["PETRO_TH50"].to_numpy()
+    truth["petro_th90"] = nsa["PETRO_TH90"].to_numpy()
+    votes = sample_decals_votes(truth, seed + 2)
+    # GZ DECaLS flags galaxies whose NSA size disagrees with their light profile
+    wrong_size_statistic = np.abs(np.log(nsa["PETRO_TH50"].to_numpy() / truth["half_light_radius"].to_numpy()))
+    votes.insert(1, "wrong_size_statistic", wrong_size_statistic)
+    votes.insert(2, "wrong_size_warning", wrong_size_statistic > 1.6)
+    Path(out["nsa"]).parent.mkdir(parents=True, exist_ok=True)
+    table = Table.from_pandas(nsa.drop(columns=["SERSIC_NMGY"]))
+    table["SERSIC_NMGY"] = np.vstack(nsa["SERSIC_NMGY"].to_numpy()).astype(np.float32)
+    fd, tmp = tempfile.mkstemp(dir=Path(out["nsa"]).parent, suffix=".fits.part")
+    os.close(fd)
+    table.write(tmp, format="fits", overwrite=True)
+    os.replace(tmp, out["nsa"])
+    _write_csv_atomic(votes, Path(out["volunteers"]))
+    _write_csv_atomic(sample_rare_features(truth, seed + 3), Path(out["rare_features"]))
+    _write_csv_atomic(sample_talk_tags(truth, seed + 4), Path(out["tags"]))
+    _write_csv_atomic(truth, Path(out["truth"]))
+    return truth
+
+
+def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.DataFrame:
+    """Write the GZ2-like Kaggle table and the truth table (keys ``solutions``, ``truth``).
+    GZ2's main sample is brighter (r < 17.77 from SDSS DR7 spectroscopy) and its images
+    are 424 px at 0.02 x petroR90 arcsec per pixel."""
+    truth = sample_population(n_galaxies, seed, sky_patch=(0.0, 360.0, -10.0, 60.0), mag_range=(13.0, 17.77))
+    rng = np.random.default_rng(seed + 1)
+    ids = np.sort(rng.choice(np.arange(100000, 1000000), size=n_galaxies, replace=False))
+    truth.insert(0, "gz2_id", ids)
+    radii = np.array([petrosian_radii(row) for _, row in truth.iterrows()])
+    truth["petro_r90"] = radii[:, 2] * np.exp(rng.normal(0, 0.05, n_galaxies))
+    truth["no_coverage"] = False  # the Kaggle set only holds galaxies with images
+    _write_csv_atomic(sample_gz2_solutions(truth, seed + 2), Path(out["solutions"]))
+    _write_csv_atomic(truth, Path(out["truth"]))
+    return truth
+
+
+def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80) -> None:
+    """Render one GZ2-like image: SDSS gri at native 0.396"/px over 424 x 0.02 x petroR90
+    arcsec, Lupton et al. (2004) asinh colour (as the SDSS colour images were made),
+    resampled to 424 x 424 and saved as JPEG, atomically."""
+    field = 424 * 0.02 * float(row["petro_r90"])
+    size = max(32, math.ceil(field / SDSS_PIXSCALE))
+    cube = render(row, SDSS, size, SDSS_PIXSCALE)
+    g, r, i = cube
+    rgb = make_lupton_rgb(i * 1.0, r * 1.25, g * 1.9, minimum=-0.02, stretch=0.35, Q=9)
+    img = Image.fromarray(rgb[::-1]).resize((424, 424), Image.Resampling.BICUBIC)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".jpg.part")
+    os.close(fd)
+    img.save(tmp, format="JPEG", quality=quality)
+    os.replace(tmp, path)
+
+
+def render_gz2_shard(rows: pd.DataFrame, truth: pd.DataFrame, image_dir, progress=None) -> pd.DataFrame:
+    """Render the shard's missing GZ2-like JPEGs into the Kaggle-style ``image_dir``
+    (``{GalaxyID}.jpg``); returns the manifest ``galaxy_id, path, status, reason``."""
+    image_dir = Path(image_dir)
+    by_id = truth.set_index(truth["gz2_id"].astype(str))
+    records = []
+    iterator = rows["galaxy_id"].astype(str)
+    if progress is not None:
+        iterator = progress(iterator, total=len(rows))
+    for gid in iterator:
+        path = image_dir / f"{gid}.jpg"
+        if path.exists():
+            records.append((gid, str(path), "cached", ""))
+            continue
+        if gid not in by_id.index:
+            records.append((gid, "", "rejected", f"{gid}: not in the simulated GZ2 survey"))
+            continue
+        render_gz2_jpeg(by_id.loc[gid], path)
+        records.append((gid, str(path), "fetched", ""))
+    return pd.DataFrame.from_records(records, columns=["galaxy_id", "path", "status", "reason"])

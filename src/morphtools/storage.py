@@ -1,0 +1,60 @@
+"""Atomic file writing and the per-shard HDF5 layout.
+
+A crops shard holds ``galaxy_id`` (n,) strings, ``images`` (n, crop, crop) uint8 greyscale
+and ``thumbnails`` (n, t, t, 3) uint8 colour, with the preprocessing parameters as
+attributes. Files are written under a temporary name and renamed, so a reader never sees
+half a file and an interrupted job leaves nothing under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".part"):
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(df: pd.DataFrame, path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_crops_shard(path, galaxy_ids, images: np.ndarray, thumbnails: np.ndarray, attrs: dict) -> None:
+    galaxy_ids = np.asarray([str(g) for g in galaxy_ids], dtype=object)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("galaxy_id", data=galaxy_ids, dtype=h5py.string_dtype())
+        crop = images.shape[1] if len(images) else int(attrs.get("crop_to", 224))
+        f.create_dataset(
+            "images", data=images.reshape(-1, crop, crop).astype(np.uint8),
+            chunks=(1, crop, crop) if len(images) else None, compression="gzip", compression_opts=4,
+        )
+        t = thumbnails.shape[1] if len(thumbnails) else int(attrs.get("thumbnail_size", 128))
+        f.create_dataset("thumbnails", data=thumbnails.reshape(-1, t, t, 3).astype(np.uint8), compression="gzip")
+        for k, v in attrs.items():
+            f.attrs[k] = v
+
+
+def read_crops_shard(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(galaxy_ids (n,), images (n, c, c) uint8, thumbnails (n, t, t, 3) uint8, attrs)."""
+    with h5py.File(path, "r") as f:
+        ids = np.array([g.decode() if isinstance(g, bytes) else g for g in f["galaxy_id"][:]], dtype=object)
+        return ids, f["images"][:], f["thumbnails"][:], dict(f.attrs)

@@ -1,0 +1,37 @@
+# Catalogues are checkpoints: shard jobs read their own rows' digest from them.
+
+
+checkpoint decals_catalogue:
+    input:
+        nsa=f"{SIM}/decals/nsa_v1_0_1.fits",
+        volunteers=f"{SIM}/decals/gz_decals_volunteers.csv",
+    output:
+        catalogue=f"{RESULTS}/decals/catalogue.csv",
+    params:
+        cuts=config["selection"],
+        shards=config["shards"],
+    log:
+        f"{RESULTS}/logs/decals_catalogue.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/decals_catalogue.tsv"
+    conda:
+        "../envs/survey.yaml"
+    script:
+        "../scripts/build_decals_catalogue.py"
+
+
+checkpoint gz2_catalogue:
+    input:
+        solutions=f"{SIM}/gz2/training_solutions_rev1.csv",
+    output:
+        catalogue=f"{RESULTS}/gz2/catalogue.csv",
+    params:
+        shards=config["shards"],
+    log:
+        f"{RESULTS}/logs/gz2_catalogue.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gz2_catalogue.tsv"
+    conda:
+        "../envs/survey.yaml"
+    script:
+        "../scripts/build_gz2_catalogue.py"
