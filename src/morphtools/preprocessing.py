@@ -40,7 +40,7 @@ def dr2_style_rgb(cube: np.ndarray, bands: str = "grz", scales=None, limits=DR2_
     scales = scales or DR2_SCALES
     h, w = cube.shape[1:]
     rgb = np.zeros((h, w, 3), np.float64)
-    for plane_data, band in zip(cube, bands):
+    for plane_data, band in zip(cube, bands, strict=True):
         plane, scale = scales[band]
         rgb[:, :, plane] = plane_data / scale
     lo, hi = np.arcsinh(limits[0]), np.arcsinh(limits[1])

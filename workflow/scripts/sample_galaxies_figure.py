@@ -23,9 +23,9 @@ def load_survey(crop_paths, manifest_paths, truth_path, id_column):
     crops = {}
     for p in crop_paths:
         ids, images, _, _ = read_crops_shard(p)
-        crops.update(zip(ids, images))
+        crops.update(zip(ids, images, strict=True))
     manifest = pd.concat([pd.read_csv(p, dtype={"galaxy_id": str}, keep_default_na=False) for p in manifest_paths])
-    paths = dict(zip(manifest["galaxy_id"], manifest["path"]))
+    paths = dict(zip(manifest["galaxy_id"], manifest["path"], strict=True))
     truth = pd.read_csv(truth_path)
     truth["galaxy_id"] = truth[id_column].astype(str)
     truth["label"] = truth_class_label(truth)

@@ -38,7 +38,7 @@ ARM_COUNT_CHOICES = (1, 2, 3, 4, 5, 6)
 def iau_name(ra_deg: np.ndarray, dec_deg: np.ndarray) -> list[str]:
     """IAU-style names ``JHHMMSS.ss+DDMMSS.s`` as in the NSA / GZ DECaLS ``iauname``."""
     names = []
-    for ra, dec in zip(np.asarray(ra_deg, float), np.asarray(dec_deg, float)):
+    for ra, dec in zip(np.asarray(ra_deg, float), np.asarray(dec_deg, float), strict=True):
         hours = (ra % 360.0) / 15.0
         h = int(hours)
         m = int((hours - h) * 60)

@@ -136,7 +136,7 @@ def disc_frame(canvas, x0, y0, pa, cos_incl, thickness) -> DiscFrame:
 def _blob_trail(canvas, xs, ys, sigmas, weights):
     """Sum of round Gaussians along a path (tails, plumes, trails of clumps)."""
     img = np.zeros_like(canvas.x)
-    for xc, yc, s, w in zip(xs, ys, sigmas, weights):
+    for xc, yc, s, w in zip(xs, ys, sigmas, weights, strict=True):
         # skip blobs whose 4-sigma footprint misses the canvas
         half = canvas.size * canvas.pixscale / 2
         if abs(xc) > half + 4 * s or abs(yc) > half + 4 * s:

@@ -140,7 +140,7 @@ def sample_decals_votes(truth: pd.DataFrame, seed: int, mean_volunteers: float =
             parent_q, parent_a = q.asked_if
             total = counts[parent_q][:, DECALS_DR5_INDEX[parent_q].index(parent_a)]
         reached[q.name] = total
-        counts[q.name] = np.vstack([rng.multinomial(t, p) for t, p in zip(total, probs[q.name])])
+        counts[q.name] = np.vstack([rng.multinomial(t, p) for t, p in zip(total, probs[q.name], strict=True)])
     out = {"iauname": truth["iauname"].to_numpy()}
     for q in DECALS_DR5:
         out[q.total_column] = reached[q.name]
@@ -160,7 +160,7 @@ def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     """Hidden ring and irregular vote fractions (never shown to pretraining)."""
     rng = np.random.default_rng(seed)
     vis = visibility(truth, survey)
-    ring_p = 0.03 + 0.85 * np.clip(truth["ring_strength"].to_numpy() * (0.3 + 0.9 * vis["structure"]), 0, 1)
+    ring_p = 0.02 + 0.75 * np.clip(truth["ring_strength"].to_numpy() * (0.2 + 0.9 * vis["structure"]), 0, 1)
     # tightly wound arms and bars with faint outer discs get mistaken for rings
     ring_p += 0.08 * (truth["arm_winding"].to_numpy() == "tight") + 0.05 * (truth["bar_class"].to_numpy() == "strong")
     irr = truth["morph_class"].to_numpy() == "irregular"
@@ -286,7 +286,7 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     counts: dict[str, np.ndarray] = {}
 
     def draw(number, reach):
-        c = np.vstack([rng.multinomial(t, pp) for t, pp in zip(reach, p[number])])
+        c = np.vstack([rng.multinomial(t, pp) for t, pp in zip(reach, p[number], strict=True)])
         for j in range(c.shape[1]):
             counts[f"Class{number}.{j + 1}"] = c[:, j]
 

@@ -1,0 +1,33 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile")]
+
+
+def run_snakemake(workdir, *args, config="tiny.yaml", check=True, timeout=900):
+    cmd = SNAKEMAKE + ["-d", str(workdir), "--configfile", str(ROOT / "config" / config), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole DAG on config/tiny.yaml, run once per test session."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    run_snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path):
+    """A private copy of the finished run (results, cache and Snakemake's metadata)."""
+    dest = tmp_path / "run"
+    shutil.copytree(tiny_run, dest, symlinks=True)
+    return dest

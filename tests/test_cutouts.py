@@ -1,0 +1,96 @@
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from morphtools.cutouts import (
+    CutoutError,
+    CutoutRequest,
+    cutout_request,
+    fetch_shard,
+    gz_decals_pixscale,
+    read_fits_cutout,
+    validate_cube,
+    write_fits_atomic,
+)
+
+
+def test_gz_decals_field_of_view():
+    # th50 = 5", th90 = 12": min(0.2, 0.24) = 0.2"/px -> 84.8" -> 324 native pixels
+    assert gz_decals_pixscale(5, 12) == pytest.approx(0.2)
+    req = cutout_request("G", 10.0, 20.0, 5, 12)
+    assert (req.size, req.pixscale) == (324, 0.262)
+    # small galaxies hit the 0.1"/px floor: 42.4" across
+    assert gz_decals_pixscale(1, 2) == 0.1
+    assert cutout_request("G", 0, 0, 1, 2).size == 162
+    # large ones: 0.8"/px -> 339.2" needs 1295 native pixels, so 512 at 0.6625"/px
+    req = cutout_request("G", 0, 0, 20, 50)
+    assert req.size == 512 and req.pixscale == pytest.approx(339.2 / 512)
+
+
+def test_fits_round_trip(tmp_path):
+    cube = np.random.default_rng(0).normal(0, 1, (3, 40, 40)).astype(np.float32)
+    path = tmp_path / "a.fits"
+    write_fits_atomic(path, cube, CutoutRequest("G1", 1.0, 2.0, 40, 0.262))
+    np.testing.assert_array_equal(read_fits_cutout(path), cube)
+    header = fits.getheader(path)
+    assert header["BANDS"] == "grz" and header["OBJECT"] == "G1" and header["PIXSCALE"] == 0.262
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_bad_files_raise_errors_naming_the_file(tmp_path):
+    good = np.ones((3, 40, 40), np.float32)
+    with pytest.raises(CutoutError, match="missing"):
+        read_fits_cutout(tmp_path / "nope.fits")
+    write_fits_atomic(tmp_path / "t.fits", good)
+    data = (tmp_path / "t.fits").read_bytes()
+    (tmp_path / "t.fits").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CutoutError, match="t.fits"):
+        read_fits_cutout(tmp_path / "t.fits")
+    write_fits_atomic(tmp_path / "two.fits", good[:2])
+    with pytest.raises(CutoutError, match="expected 3 bands, got 2"):
+        read_fits_cutout(tmp_path / "two.fits")
+    blank = good.copy()
+    blank[1, :25] = 0  # 62% of band 1 empty
+    with pytest.raises(CutoutError, match="band 1 is 62% blank"):
+        validate_cube(blank, name="G9")
+    blank[1] = 1
+    blank[2, :5] = np.nan  # 12.5% is tolerated and NaNs become zero
+    out = validate_cube(blank)
+    assert np.isfinite(out).all()
+
+
+class FakeSource:
+    """Returns a valid cube, except for galaxies told to be blank or to fail."""
+
+    bands = "grz"
+
+    def __init__(self, blank=(), fail=()):
+        self.blank, self.fail, self.calls = set(blank), set(fail), []
+
+    def fetch(self, request):
+        self.calls.append(request.galaxy_id)
+        if request.galaxy_id in self.fail:
+            raise ConnectionError("service unavailable")
+        if request.galaxy_id in self.blank:
+            return np.zeros((3, request.size, request.size), np.float32)
+        return np.full((3, request.size, request.size), 0.5, np.float32)
+
+
+def test_fetch_shard_records_failures_and_uses_the_cache(tmp_path):
+    rows = pd.DataFrame({"galaxy_id": ["A", "B", "C", "D"], "ra": [1.0, 2, 3, 4], "dec": [0.0, 0, 0, 0],
+                         "petro_th50": [2.0] * 4, "petro_th90": [5.0] * 4})
+    source = FakeSource(blank={"B"}, fail={"C"})
+    manifest = fetch_shard(rows, source, tmp_path)
+    status = dict(zip(manifest["galaxy_id"], manifest["status"], strict=True))
+    assert status == {"A": "fetched", "B": "rejected", "C": "rejected", "D": "fetched"}
+    reasons = dict(zip(manifest["galaxy_id"], manifest["reason"], strict=True))
+    assert "B" in reasons["B"] and "blank" in reasons["B"]
+    assert "C" in reasons["C"] and "ConnectionError" in reasons["C"]
+    assert sorted(p.name for p in tmp_path.glob("*.fits")) == ["A.fits", "D.fits"]
+    # a second run fetches only what is missing; a corrupted cache file is fetched again
+    (tmp_path / "D.fits").write_bytes(b"garbage")
+    source.calls.clear()
+    manifest = fetch_shard(rows, source, tmp_path)
+    assert sorted(source.calls) == ["B", "C", "D"]
+    assert dict(zip(manifest["galaxy_id"], manifest["status"], strict=True))["A"] == "cached"

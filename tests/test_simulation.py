@@ -1,0 +1,90 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphtools.decision_tree import DECALS_DR5, GZ2_TREE
+from morphtools.simulation.population import sample_population, truth_class_label
+from morphtools.simulation.render import DECALS, _sky_sigma, moffat_kernel, render
+from morphtools.simulation.votes import sample_decals_votes, sample_gz2_solutions, sample_rare_features
+
+
+@pytest.fixture(scope="module")
+def population():
+    pop = sample_population(6000, seed=11)
+    return pop[(pop["mag_r"] > 14) & (pop["mag_r"] < 17.77)].reset_index(drop=True)
+
+
+def test_population_is_deterministic_and_named_like_iau():
+    a, b = sample_population(200, seed=3), sample_population(200, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(sample_population(200, seed=4))
+    assert a["iauname"].str.match(r"^J\d{6}\.\d{2}[+-]\d{6}\.\d$").all()
+
+
+def test_decals_votes_obey_the_tree(population):
+    votes = sample_decals_votes(population, seed=1)
+    for q in DECALS_DR5:
+        counts = votes[q.answer_columns()].to_numpy()
+        total = votes[q.total_column].to_numpy()
+        np.testing.assert_array_equal(counts.sum(axis=1), total)
+        if q.asked_if:
+            parent_q, parent_a = q.asked_if
+            np.testing.assert_array_equal(total, votes[f"{parent_q}_{parent_a}"].to_numpy())
+        asked = total > 0
+        np.testing.assert_allclose(votes.loc[asked, q.answer_columns("_fraction")].sum(axis=1), 1.0)
+    assert votes["smooth-or-featured_total-votes"].between(25, 60).mean() > 0.9
+
+
+def test_gz2_weighted_fractions_sum_to_their_parents(population):
+    pop = population.copy()
+    pop["gz2_id"] = np.arange(len(pop)) + 100000
+    sol = sample_gz2_solutions(pop, seed=2)
+    assert list(sol.columns[1:]) == [c for cls in GZ2_TREE for c in cls.columns()]
+    for cls in GZ2_TREE:
+        parent = sol[list(cls.parents)].sum(axis=1) if cls.parents else 1.0
+        np.testing.assert_allclose(sol[cls.columns()].sum(axis=1), parent, atol=1e-9)
+    odd = sol["Class6.1"] > 0.9
+    assert 0.005 < odd.mean() < 0.03  # rare, as in GZ2 (1.5%)
+    # most odd galaxies are mergers, as in GZ2
+    assert (pop.loc[odd.to_numpy(), "morph_class"] == "merger").mean() > 0.5
+
+
+def test_rare_classes_are_rare_and_labels_are_noisy(population):
+    votes = sample_decals_votes(population, seed=1)
+    merger = votes["merging_merger_fraction"] > 0.6
+    assert 0.005 < merger.mean() < 0.04
+    rare = sample_rare_features(population, seed=3)
+    strong_ring = (population["ring_strength"] > 0.4).to_numpy()
+    ring_frac = rare["rare-features_ring_fraction"].to_numpy()
+    # volunteers mostly find rings, but not perfectly: some true rings get few votes
+    assert ring_frac[strong_ring].mean() > 3 * ring_frac[~strong_ring].mean()
+    assert (ring_frac[strong_ring] < 0.25).mean() > 0.03
+
+
+def test_truth_labels_cover_the_phenomena(population):
+    labels = set(truth_class_label(population))
+    assert {"elliptical", "spiral", "barred_spiral", "edge_on", "ring", "merger", "irregular", "artifact"} <= labels
+
+
+def test_render_units_psf_and_noise():
+    quiet = dataclasses.replace(DECALS, star_density=0.0, background_galaxy_density=0.0)
+    pop = sample_population(50, seed=5)
+    row = pop[(pop["morph_class"] == "elliptical") & (pop["disturbance"] == "none") & (pop["neighbour"] == "")].iloc[0].copy()
+    row["half_light_radius"] = 3.0
+    cube = render(row, quiet, 256, 0.262)
+    assert cube.shape == (3, 256, 256) and cube.dtype == np.float32
+    np.testing.assert_array_equal(cube, render(row, quiet, 256, 0.262))  # deterministic
+    flux_r = 10 ** ((22.5 - row["mag_r"]) / 2.5)
+    assert cube[1].sum() == pytest.approx(flux_r, rel=0.08)  # nanomaggies per pixel sum to the total
+    assert cube[0].sum() < cube[1].sum() < cube[2].sum()  # red galaxy: g < r < z
+    corner = cube[1, :30, :30]
+    expected = _sky_sigma(quiet, "r", 1.3, 0.262, 0.0)
+    assert corner.std() == pytest.approx(expected, rel=0.5)  # seeing and depth vary per image
+    k = moffat_kernel(1.3, 0.262, 3.5)
+    profile = k[k.shape[0] // 2]
+    above_half = (profile >= profile.max() / 2).sum()
+    assert abs(above_half * 0.262 - 1.3) < 0.3
+    row["no_coverage"] = True
+    assert not render(row, quiet, 64, 0.262).any()
