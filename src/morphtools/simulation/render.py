@@ -136,12 +136,17 @@ def disc_frame(canvas, x0, y0, pa, cos_incl, thickness) -> DiscFrame:
 def _blob_trail(canvas, xs, ys, sigmas, weights):
     """Sum of round Gaussians along a path (tails, plumes, trails of clumps)."""
     img = np.zeros_like(canvas.x)
+    centre = (canvas.size - 1) / 2.0
     for xc, yc, s, w in zip(xs, ys, sigmas, weights, strict=True):
-        # skip blobs whose 4-sigma footprint misses the canvas
-        half = canvas.size * canvas.pixscale / 2
-        if abs(xc) > half + 4 * s or abs(yc) > half + 4 * s:
+        # evaluate each blob only within its 4-sigma window: most are a few pixels across
+        col, row, reach = centre + xc / canvas.pixscale, centre - yc / canvas.pixscale, 4 * s / canvas.pixscale
+        c0, c1 = max(0, int(col - reach)), min(canvas.size, int(col + reach) + 2)
+        r0, r1 = max(0, int(row - reach)), min(canvas.size, int(row + reach) + 2)
+        if c0 >= c1 or r0 >= r1:
             continue
-        img += w / (s * s) * np.exp(-((canvas.x - xc) ** 2 + (canvas.y - yc) ** 2) / (2 * s * s))
+        dx = canvas.x[r0:r1, c0:c1] - xc
+        dy = canvas.y[r0:r1, c0:c1] - yc
+        img[r0:r1, c0:c1] += w / (s * s) * np.exp(-(dx**2 + dy**2) / (2 * s * s))
     return img
 
 
@@ -349,9 +354,31 @@ def _field_sources(canvas, rng, survey: SurveyModel):
     for _ in range(rng.poisson(survey.background_galaxy_density * area_arcmin2)):
         mag = rng.uniform(19.5, 23.5)
         xs, ys = rng.uniform(-half, half, 2)
-        img = sersic_image(canvas, xs, ys, rng.uniform(0.3, 1.2), rng.uniform(1, 4), rng.uniform(0.3, 1), rng.uniform(0, 180))
+        r_eff = rng.uniform(0.3, 1.2)
+        img = np.zeros_like(canvas.x)
+        # small and faint: drawn within 10 effective radii, which holds nearly all the light
+        window = _window(canvas, xs, ys, 10 * r_eff)
+        img[window.slices] = sersic_image(window, xs, ys, r_eff, rng.uniform(1, 4), rng.uniform(0.3, 1), rng.uniform(0, 180))
         stars.append(Component(img, 10 ** ((22.5 - mag) / 2.5), COLOURS["old"] if rng.random() < 0.5 else COLOURS["disc"]))
     return stars
+
+
+@dataclass
+class _Window:
+    """A rectangular part of a canvas, usable wherever a canvas is (x, y, pixscale)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    pixscale: float
+    slices: tuple[slice, slice]
+
+
+def _window(canvas: Canvas, xc: float, yc: float, radius: float) -> _Window:
+    centre = (canvas.size - 1) / 2.0
+    col, row, reach = centre + xc / canvas.pixscale, centre - yc / canvas.pixscale, radius / canvas.pixscale
+    rows = slice(max(0, int(row - reach)), max(1, min(canvas.size, int(row + reach) + 2)))
+    cols = slice(max(0, int(col - reach)), max(1, min(canvas.size, int(col + reach) + 2)))
+    return _Window(canvas.x[rows, cols], canvas.y[rows, cols], canvas.pixscale, (rows, cols))
 
 
 def render(
