@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from astropy.io import fits
+
+from .storage import atomic_path
 
 NATIVE_PIXSCALE = 0.262  # DECam, arcsec per pixel
 GZ_IMAGE_SIZE = 424  # GZ DECaLS image side, pixels
@@ -67,8 +68,6 @@ def write_fits_atomic(path: str | os.PathLike, cube: np.ndarray, request: Cutout
                       bands: str = "grz") -> None:
     """Write ``cube`` as a Legacy-Survey-style FITS primary HDU, atomically (temp + rename),
     so an interrupted run never leaves a truncated file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     hdu = fits.PrimaryHDU(np.asarray(cube, dtype=np.float32))
     hdu.header["BANDS"] = bands
     for i, b in enumerate(bands):
@@ -79,14 +78,8 @@ def write_fits_atomic(path: str | os.PathLike, cube: np.ndarray, request: Cutout
         hdu.header["DEC"] = request.dec
         hdu.header["PIXSCALE"] = request.pixscale
         hdu.header["OBJECT"] = request.galaxy_id
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".fits.part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         hdu.writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def validate_cube(cube: np.ndarray, expected_bands: int = 3, max_blank_fraction: float = 0.2,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,13 @@ from astropy.table import Table
 from astropy.visualization import make_lupton_rgb
 from PIL import Image
 
+from ..storage import atomic_path, write_csv
 from .population import sample_population
 from .render import SDSS, render
 from .sky import nsa_like_table, petrosian_radii
 from .votes import sample_decals_votes, sample_gz2_solutions, sample_rare_features, sample_talk_tags
 
 SDSS_PIXSCALE = 0.396
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".csv.part")
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def simulate_decals_survey(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.DataFrame:
@@ -47,17 +39,14 @@ def simulate_decals_survey(n_galaxies: int, seed: int, out: dict[str, str]) -> p
     wrong_size_statistic = np.abs(np.log(nsa["PETRO_TH50"].to_numpy() / truth["half_light_radius"].to_numpy()))
     votes.insert(1, "wrong_size_statistic", wrong_size_statistic)
     votes.insert(2, "wrong_size_warning", wrong_size_statistic > 1.6)
-    Path(out["nsa"]).parent.mkdir(parents=True, exist_ok=True)
     table = Table.from_pandas(nsa.drop(columns=["SERSIC_NMGY"]))
     table["SERSIC_NMGY"] = np.vstack(nsa["SERSIC_NMGY"].to_numpy()).astype(np.float32)
-    fd, tmp = tempfile.mkstemp(dir=Path(out["nsa"]).parent, suffix=".fits.part")
-    os.close(fd)
-    table.write(tmp, format="fits", overwrite=True)
-    os.replace(tmp, out["nsa"])
-    _write_csv_atomic(votes, Path(out["volunteers"]))
-    _write_csv_atomic(sample_rare_features(truth, seed + 3), Path(out["rare_features"]))
-    _write_csv_atomic(sample_talk_tags(truth, seed + 4), Path(out["tags"]))
-    _write_csv_atomic(truth, Path(out["truth"]))
+    with atomic_path(out["nsa"]) as tmp:
+        table.write(tmp, format="fits", overwrite=True)
+    write_csv(votes, out["volunteers"])
+    write_csv(sample_rare_features(truth, seed + 3), out["rare_features"])
+    write_csv(sample_talk_tags(truth, seed + 4), out["tags"])
+    write_csv(truth, out["truth"])
     return truth
 
 
@@ -72,8 +61,8 @@ def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.D
     radii = np.array([petrosian_radii(row) for _, row in truth.iterrows()])
     truth["petro_r90"] = radii[:, 2] * np.exp(rng.normal(0, 0.05, n_galaxies))
     truth["no_coverage"] = False  # the Kaggle set only holds galaxies with images
-    _write_csv_atomic(sample_gz2_solutions(truth, seed + 2), Path(out["solutions"]))
-    _write_csv_atomic(truth, Path(out["truth"]))
+    write_csv(sample_gz2_solutions(truth, seed + 2), out["solutions"])
+    write_csv(truth, out["truth"])
     return truth
 
 
@@ -87,12 +76,8 @@ def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80) -> None:
     g, r, i = cube
     rgb = make_lupton_rgb(i * 1.0, r * 1.25, g * 1.9, minimum=-0.02, stretch=0.35, Q=9)
     img = Image.fromarray(rgb[::-1]).resize((424, 424), Image.Resampling.BICUBIC)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".jpg.part")
-    os.close(fd)
-    img.save(tmp, format="JPEG", quality=quality)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="JPEG", quality=quality)
 
 
 def render_gz2_shard(rows: pd.DataFrame, truth: pd.DataFrame, image_dir, progress=None) -> pd.DataFrame:
