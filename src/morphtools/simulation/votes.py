@@ -253,11 +253,11 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     }
     # "Is there anything odd?": mergers above all in GZ2; rings, irregulars, dust lanes less
     tidal = truth["tidal_strength"].to_numpy()
-    merger_seen = (morph == "merger") * (0.55 + 0.45 * np.clip(tidal * (0.5 + vis["faint"]), 0, 1))
+    merger_seen = (morph == "merger") * (0.72 + 0.28 * np.clip(tidal * (0.5 + vis["faint"]), 0, 1))
     ring_seen = truth["ring_strength"].to_numpy() * vis["structure"]
     odd = np.clip(
         0.04
-        + 0.93 * merger_seen
+        + 0.96 * merger_seen
         + 0.55 * (truth["disturbance"].to_numpy() == "major") * (0.3 + 0.7 * vis["faint"])
         + 0.7 * ring_seen
         + 0.6 * (morph == "irregular") * vis["structure"]
