@@ -78,3 +78,31 @@ def test_jpeg_path_and_bad_jpeg(tmp_path):
         image_to_crop(str(tmp_path / "2.jpg"), "jpeg", params)
     with pytest.raises(CutoutError, match="missing"):
         image_to_crop(str(tmp_path / "3.jpg"), "jpeg", params)
+
+
+def test_bad_cutouts_are_recorded_and_the_shard_completes(tmp_path):
+    import pandas as pd
+
+    from morphtools.cutouts import write_fits_atomic
+    from morphtools.preprocessing import preprocess_shard
+
+    write_fits_atomic(tmp_path / "good.fits", grey_cube(10.0, 100))
+    write_fits_atomic(tmp_path / "trunc.fits", grey_cube(10.0, 100))
+    data = (tmp_path / "trunc.fits").read_bytes()
+    (tmp_path / "trunc.fits").write_bytes(data[:4000])
+    write_fits_atomic(tmp_path / "blank.fits", np.zeros((3, 100, 100), np.float32))
+    write_fits_atomic(tmp_path / "twoband.fits", grey_cube(10.0, 100)[:2])
+    manifest = pd.DataFrame({
+        "galaxy_id": ["good", "trunc", "blank", "twoband", "missing", "nofetch"],
+        "path": [str(tmp_path / f"{n}.fits") for n in ["good", "trunc", "blank", "twoband", "missing"]] + [""],
+        "status": ["fetched"] * 5 + ["rejected"],
+        "reason": [""] * 5 + ["nofetch: HTTPError: 500"],
+    })
+    ids, crops, _, qa = preprocess_shard(manifest, PreprocessingParams(), "fits")
+    assert list(ids) == ["good"] and crops.shape == (1, 224, 224)
+    reasons = dict(zip(qa["galaxy_id"], qa["reason"], strict=True))
+    assert qa.set_index("galaxy_id").loc["good", "status"] == "ok"
+    assert "trunc.fits" in reasons["trunc"]
+    assert "blank" in reasons["blank"] and "expected 3 bands, got 2" in reasons["twoband"]
+    assert "missing" in reasons["missing"] and "HTTPError" in reasons["nofetch"]
+    assert (qa.set_index("galaxy_id").loc[["trunc", "blank", "twoband", "missing"], "stage"] == "preprocess").all()
