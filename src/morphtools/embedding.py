@@ -1,0 +1,154 @@
+"""Representations: the pretrained network's 1280-d pooled features and predicted vote
+fractions for every galaxy of a crops shard, into HDF5; then one merged file per survey.
+
+Per-shard file (and the merged file) layout:
+  ``galaxy_id``            (n,) str
+  ``representation``       (n, 1280) float32, EfficientNetB0 global-average-pooled features
+  ``predicted_fractions``  (n, n_answers) float32, expected vote fraction per answer
+  attrs: ``model_sha256``, ``model_variant``, ``answers`` (column names), ``crop_size``,
+  ``backend``, ``device``, and the preprocessing parameters of the crops.
+The merged file adds ``shard`` (n,) int16 and is chunked by rows so readers can stream it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import h5py
+import numpy as np
+
+from .model import (
+    REPRESENTATION_DIM,
+    ModelSpec,
+    embedding_model,
+    expected_vote_fractions,
+)
+from .pretraining import centre_crop, model_input
+from .storage import atomic_path
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_DATASETS = ("galaxy_id", "representation", "predicted_fractions")
+
+
+def embed_images(embedder, images: np.ndarray, spec: ModelSpec, batch_size: int = 128, progress=None):
+    """(n, r, r) uint8 images -> (representation (n, 1280) float32, fractions (n, n_answers)
+    float32), centre-cropped to ``spec.crop_size`` in batches."""
+    n = len(images)
+    reps = np.empty((n, REPRESENTATION_DIM), np.float32)
+    fractions = np.empty((n, spec.n_answers), np.float32)
+    bar = progress(total=n, desc="embedding", unit="galaxy") if progress else None
+    for start in range(0, n, batch_size):
+        batch = model_input(centre_crop(images[start:start + batch_size], spec.crop_size))
+        rep, conc = embedder.predict_on_batch(batch)
+        reps[start:start + len(batch)] = np.asarray(rep, np.float32)
+        fractions[start:start + len(batch)] = expected_vote_fractions(np.asarray(conc), spec)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return reps, fractions
+
+
+def write_embeddings(path, galaxy_ids, representation, fractions, attrs: dict, shard=None,
+                     chunk_rows: int = 1024) -> None:
+    """Atomic write of one embeddings file (see the module docstring for the layout)."""
+    n = len(galaxy_ids)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("galaxy_id", data=np.asarray([str(g) for g in galaxy_ids], dtype=object),
+                         dtype=h5py.string_dtype())
+        for name, data in (("representation", representation), ("predicted_fractions", fractions)):
+            data = np.asarray(data, np.float32).reshape(n, -1)
+            chunks = (max(1, min(n, chunk_rows)), data.shape[1]) if n else None
+            f.create_dataset(name, data=data, chunks=chunks)
+        if shard is not None:
+            f.create_dataset("shard", data=np.asarray(shard, np.int16))
+        for k, v in attrs.items():
+            f.attrs[k] = v
+
+
+def read_embeddings(path, datasets=EMBEDDING_DATASETS) -> dict:
+    """All of the named datasets (ids decoded to str) plus ``attrs``."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name in datasets:
+            if name not in f:
+                raise KeyError(f"{path}: no dataset {name!r} (has {list(f)})")
+            data = f[name][:]
+            if name == "galaxy_id":
+                data = np.array([g.decode() if isinstance(g, bytes) else str(g) for g in data], dtype=object)
+            out[name] = data
+        out["attrs"] = dict(f.attrs)
+    return out
+
+
+def embed_shard(crops_path, model, spec: ModelSpec, out_path, identity: dict, batch_size: int = 128,
+                progress=None, logger=None) -> int:
+    """Embed every galaxy of one crops shard into ``out_path``. ``identity`` (model_sha256,
+    model_variant, ...) is stored as attributes. Returns the number of galaxies."""
+    import keras
+
+    from .model import accelerator
+
+    with h5py.File(crops_path, "r") as f:
+        ids = np.array([g.decode() if isinstance(g, bytes) else str(g) for g in f["galaxy_id"][:]], dtype=object)
+        images = f["images"][:]
+        crop_attrs = {f"preprocessing_{k}": v for k, v in f.attrs.items()}
+    t0 = time.perf_counter()
+    if len(ids):
+        reps, fractions = embed_images(embedding_model(model), images, spec, batch_size, progress)
+    else:
+        reps = np.zeros((0, REPRESENTATION_DIM), np.float32)
+        fractions = np.zeros((0, spec.n_answers), np.float32)
+    bad = ~np.isfinite(reps).all(axis=1)
+    if bad.any():
+        raise FloatingPointError(f"{crops_path}: non-finite representation for galaxies {list(ids[bad][:5])}")
+    attrs = {**identity, **crop_attrs, "answers": [c + "_fraction" for c in spec.answer_columns],
+             "crop_size": spec.crop_size, "backend": keras.config.backend(), "device": accelerator()}
+    write_embeddings(out_path, ids, reps, fractions, attrs)
+    if logger:
+        seconds = time.perf_counter() - t0
+        logger.info("%s: %d galaxies embedded in %.1f s (%.1f galaxies/s)", crops_path, len(ids), seconds,
+                    len(ids) / max(seconds, 1e-9))
+    return len(ids)
+
+
+def merge_embeddings(shard_paths, out_path, chunk_rows: int = 1024) -> int:
+    """Concatenate per-shard embeddings (streamed shard by shard) into one chunked file.
+    All shards must come from the same model; the first shard's attributes are kept."""
+    shard_paths = [str(p) for p in shard_paths]
+    sizes, attrs, dims = [], None, None
+    for p in shard_paths:
+        with h5py.File(p, "r") as f:
+            sizes.append(len(f["galaxy_id"]))
+            these = dict(f.attrs)
+            this_dims = (f["representation"].shape[1], f["predicted_fractions"].shape[1])
+        if attrs is None:
+            attrs, dims = these, this_dims
+        elif these.get("model_sha256") != attrs.get("model_sha256"):
+            raise ValueError(f"{p}: embedded with model {these.get('model_sha256')}, other shards with "
+                             f"{attrs.get('model_sha256')}; re-embed it")
+        elif this_dims != dims:
+            raise ValueError(f"{p}: dimensions {this_dims} differ from {dims}")
+    n = int(sum(sizes))
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        gid = out.create_dataset("galaxy_id", shape=(n,), dtype=h5py.string_dtype())
+        rep = out.create_dataset("representation", shape=(n, dims[0]), dtype=np.float32,
+                                 chunks=(max(1, min(n, chunk_rows)), dims[0]) if n else None)
+        frac = out.create_dataset("predicted_fractions", shape=(n, dims[1]), dtype=np.float32,
+                                  chunks=(max(1, min(n, chunk_rows)), dims[1]) if n else None)
+        shard = out.create_dataset("shard", shape=(n,), dtype=np.int16)
+        start = 0
+        for k, p in enumerate(shard_paths):
+            with h5py.File(p, "r") as f:
+                m = len(f["galaxy_id"])
+                gid[start:start + m] = f["galaxy_id"][:]
+                rep[start:start + m] = f["representation"][:]
+                frac[start:start + m] = f["predicted_fractions"][:]
+                shard[start:start + m] = k
+            start += m
+        for k, v in (attrs or {}).items():
+            out.attrs[k] = v
+        out.attrs["n_shards"] = len(shard_paths)
+    return n

@@ -1,0 +1,267 @@
+"""EfficientNetB0 that answers Galaxy Zoo decision-tree questions (Walmsley et al. 2022).
+
+Backend-neutral Keras 3: the same code runs on the TensorFlow, JAX and torch backends
+(``KERAS_BACKEND``), so a GPU machine without TensorFlow can train and embed.
+
+The network sees one greyscale crop, shape (crop, crop, 1), pixel values 0..255 (the
+EfficientNet stem rescales them). Its head is dropout then ``Dense(n_answers)`` with the
+activation ``1 + 100 * sigmoid(x)``: positive Dirichlet concentrations, one per answer.
+The loss is the Dirichlet-multinomial negative log-likelihood of the volunteers' vote
+counts, summed over questions. A question nobody was asked (zero votes) contributes exactly
+zero, which is how the decision tree is respected: no masks are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .decision_tree import DECALS_DR5, DECALS_QUESTIONS
+
+REPRESENTATION_LAYER = "avg_pool"  # EfficientNetB0's global average pool: 1280-d
+REPRESENTATION_DIM = 1280
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What is needed to rebuild a trained network exactly.
+
+    ``crop_size`` in pixels; ``questions`` are DR5 question names the head answers, in
+    decision-tree order (all ten for the 'multi' model).
+    """
+
+    crop_size: int
+    questions: tuple[str, ...] = field(default_factory=lambda: tuple(q.name for q in DECALS_DR5))
+    dropout: float = 0.2
+
+    def __post_init__(self):
+        unknown = [q for q in self.questions if q not in DECALS_QUESTIONS]
+        if unknown:
+            raise ValueError(f"unknown decision-tree question(s) {unknown}; known: {list(DECALS_QUESTIONS)}")
+        if not self.questions:
+            raise ValueError("a model must answer at least one question")
+        order = [q.name for q in DECALS_DR5]
+        object.__setattr__(self, "questions", tuple(sorted(self.questions, key=order.index)))
+
+    @property
+    def answer_columns(self) -> list[str]:
+        """Vote-count columns of the catalogue, in head order."""
+        return [c for q in self.questions for c in DECALS_QUESTIONS[q].answer_columns()]
+
+    @property
+    def question_slices(self) -> list[tuple[str, slice]]:
+        """(question, slice into the head's outputs) per question."""
+        out, start = [], 0
+        for q in self.questions:
+            n = len(DECALS_QUESTIONS[q].answers)
+            out.append((q, slice(start, start + n)))
+            start += n
+        return out
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.answer_columns)
+
+
+# --- Dirichlet-multinomial ------------------------------------------------------------------
+
+def lgamma(x):
+    """log Gamma(x) elementwise on a backend tensor. keras.ops has no lgamma, so each
+    backend's own exact implementation is used."""
+    keras = _keras()
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.math.lgamma(x)
+    if backend == "jax":
+        import jax.scipy.special
+
+        return jax.scipy.special.gammaln(x)
+    if backend == "torch":
+        import torch
+
+        return torch.lgamma(x)
+    if backend == "numpy":
+        from scipy.special import gammaln
+
+        return gammaln(x)
+    raise NotImplementedError(f"lgamma for Keras backend {backend!r}")
+
+
+def dirichlet_multinomial_log_prob_numpy(counts: np.ndarray, concentrations: np.ndarray) -> np.ndarray:
+    """Reference log-likelihood of one question: counts and concentrations (n, k) ->
+    (n,). log P = lgG(A) + lgG(N+1) - lgG(N+A) + sum_i [lgG(k_i+a_i) - lgG(a_i) - lgG(k_i+1)]."""
+    from scipy.special import gammaln
+
+    counts = np.asarray(counts, np.float64)
+    conc = np.asarray(concentrations, np.float64)
+    total, alpha = counts.sum(-1), conc.sum(-1)
+    return (gammaln(alpha) + gammaln(total + 1) - gammaln(total + alpha)
+            + (gammaln(counts + conc) - gammaln(conc) - gammaln(counts + 1)).sum(-1))
+
+
+def dirichlet_multinomial_nll(counts, concentrations, question_slices):
+    """Per-galaxy loss: negative Dirichlet-multinomial log-likelihood summed over
+    questions. ``counts`` and ``concentrations`` (n, n_answers) backend tensors; returns (n,).
+
+    With zero votes on a question the terms cancel exactly (lgG(A) - lgG(A)), so questions a
+    galaxy's volunteers were never asked add nothing."""
+    keras = _keras()
+    ops = keras.ops
+    counts = ops.cast(counts, "float32")
+    conc = ops.cast(concentrations, "float32")
+    total_nll = 0.0
+    for _, sl in question_slices:
+        k, a = counts[:, sl], conc[:, sl]
+        n, alpha = ops.sum(k, axis=-1), ops.sum(a, axis=-1)
+        log_prob = (lgamma(alpha) + lgamma(n + 1.0) - lgamma(n + alpha)
+                    + ops.sum(lgamma(k + a) - lgamma(a) - lgamma(k + 1.0), axis=-1))
+        total_nll = total_nll - log_prob
+    return total_nll
+
+
+def _register(cls):
+    return _keras().saving.register_keras_serializable(package="morphtools")(cls)
+
+
+def make_loss(spec: ModelSpec):
+    """A Keras loss object for ``spec``'s questions (mean over the batch of the per-galaxy
+    summed negative log-likelihood)."""
+    return DirichletMultinomialLoss(tuple(len(DECALS_QUESTIONS[q].answers) for q in spec.questions))
+
+
+def _define_layers():
+    keras = _keras()
+
+    @_register
+    class DirichletConcentration(keras.layers.Layer):
+        """x -> 1 + 100 sigmoid(x): concentrations in (1, 101), computed in float32."""
+
+        def __init__(self, **kwargs):
+            kwargs.setdefault("dtype", "float32")
+            super().__init__(**kwargs)
+
+        def call(self, x):
+            return 1.0 + 100.0 * keras.ops.sigmoid(keras.ops.cast(x, "float32"))
+
+    @_register
+    class DirichletMultinomialLoss(keras.losses.Loss):
+        """Summed Dirichlet-multinomial NLL; ``answers_per_question`` gives the head layout."""
+
+        def __init__(self, answers_per_question=(), name="dirichlet_multinomial", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.answers_per_question = tuple(int(a) for a in answers_per_question)
+            starts = np.cumsum((0,) + self.answers_per_question)
+            self._slices = [(str(i), slice(int(s), int(e))) for i, (s, e) in enumerate(zip(starts[:-1], starts[1:], strict=True))]
+
+        def call(self, y_true, y_pred):
+            return dirichlet_multinomial_nll(y_true, y_pred, self._slices)
+
+        def get_config(self):
+            return {**super().get_config(), "answers_per_question": list(self.answers_per_question)}
+
+    return DirichletConcentration, DirichletMultinomialLoss
+
+
+DirichletConcentration, DirichletMultinomialLoss = _define_layers()
+
+
+def build_model(spec: ModelSpec, seed: int | None = None):
+    """EfficientNetB0 (random init) with the W+22 head. Input (crop, crop, 1) uint8-range
+    floats; output (n, n_answers) concentrations. Layer ``avg_pool`` is the 1280-d
+    representation."""
+    keras = _keras()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input((spec.crop_size, spec.crop_size, 1), name="image")
+    base = keras.applications.EfficientNetB0(
+        include_top=False, weights=None, input_tensor=inputs, pooling="avg",
+    )
+    representation = base.output
+    x = keras.layers.Dropout(spec.dropout, name="head_dropout")(representation)
+    x = keras.layers.Dense(spec.n_answers, name="answer_logits")(x)
+    concentrations = DirichletConcentration(name="concentrations")(x)
+    return keras.Model(inputs, concentrations, name="zoobot_efficientnetb0")
+
+
+def compile_model(model, spec: ModelSpec, learning_rate: float = 1e-3):
+    keras = _keras()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=make_loss(spec))
+    return model
+
+
+def load_trained(weights_path, spec: ModelSpec):
+    """Rebuild the architecture from ``spec`` and load ``weights_path`` (a Keras
+    ``.weights.h5``); a file that does not fit the architecture is named in the error."""
+    model = build_model(spec)
+    try:
+        model.load_weights(str(weights_path))
+    except Exception as err:  # Keras raises several types for a mismatched file
+        raise ValueError(
+            f"{weights_path}: cannot load into EfficientNetB0 with crop {spec.crop_size} px and "
+            f"questions {list(spec.questions)} ({type(err).__name__}: {err})"
+        ) from err
+    return model
+
+
+def embedding_model(model):
+    """Model with two outputs: the 1280-d representation and the concentrations."""
+    keras = _keras()
+    return keras.Model(model.input, [model.get_layer(REPRESENTATION_LAYER).output, model.output])
+
+
+def expected_vote_fractions(concentrations: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Predicted vote fraction per answer: concentration / question total, (n, n_answers)."""
+    conc = np.asarray(concentrations, np.float64)
+    out = np.empty_like(conc)
+    for _, sl in spec.question_slices:
+        out[:, sl] = conc[:, sl] / conc[:, sl].sum(axis=1, keepdims=True)
+    return out.astype(np.float32)
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """The model's identity: sha256 of its weights file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def accelerator() -> str:
+    """'gpu' if the active Keras backend sees a GPU, else 'cpu'."""
+    backend = _keras().config.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+        if backend == "jax":
+            import jax
+
+            return "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+        if backend == "torch":
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else "cpu"
+    except Exception:  # a broken driver means we run on the CPU, not that we stop
+        return "cpu"
+    return "cpu"
+
+
+def use_mixed_precision_if_gpu() -> str:
+    """Switch Keras to mixed float16 on a GPU (the head's concentrations stay float32).
+    Returns the device kind. Call before building a model."""
+    device = accelerator()
+    if device == "gpu":
+        _keras().mixed_precision.set_dtype_policy("mixed_float16")
+    return device

@@ -1,0 +1,353 @@
+"""Pretraining the vote-answering EfficientNetB0: data, augmentation, resumable training.
+
+Images come from the per-shard crops files (uint8, (n, r, r) at the resized size ``r``);
+labels are the catalogue's vote counts. Augmentation happens in numpy per galaxy (random
+rotation with reflected edges, random flips, random crop ``r -> crop``), so it is identical
+on every Keras backend; inference takes the centre crop.
+
+Training resumes after a kill: every epoch the full model (weights and optimiser state) and
+the early-stopping state are written atomically to a checkpoint folder, tagged with a
+fingerprint of the data and settings so a stale checkpoint is never resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .model import ModelSpec, build_model, compile_model
+from .storage import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Epochs are passes over the training split; ``patience`` in epochs of no improvement
+    in validation loss; ``validation_fraction`` of galaxies (chosen by id hash) is held out
+    for early stopping and never trained on."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    patience: int = 8
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+
+# --- images ----------------------------------------------------------------------------------
+
+class ImageStore:
+    """Greyscale images of many crops shards addressed by one global row index.
+
+    Loaded into memory when they fit in ``max_memory_bytes`` (the demo); otherwise read from
+    the HDF5 files batch by batch, so memory does not grow with the catalogue.
+    """
+
+    def __init__(self, paths, max_memory_bytes: int = 4 << 30):
+        self.paths = [str(p) for p in paths]
+        ids, offsets, shapes = [], [0], set()
+        for p in self.paths:
+            with h5py.File(p, "r") as f:
+                ids.extend(g.decode() if isinstance(g, bytes) else str(g) for g in f["galaxy_id"][:])
+                offsets.append(offsets[-1] + len(f["galaxy_id"]))
+                if len(f["images"]):
+                    shapes.add(f["images"].shape[1:])
+        if len(shapes) > 1:
+            raise ValueError(f"crops shards disagree on image size: {sorted(shapes)} ({self.paths})")
+        self.galaxy_ids = np.asarray(ids, dtype=object)
+        self.offsets = np.asarray(offsets)
+        self.image_shape = shapes.pop() if shapes else (0, 0)
+        n_bytes = len(ids) * int(np.prod(self.image_shape))
+        self._memory = None
+        if n_bytes <= max_memory_bytes:
+            self._memory = np.concatenate(
+                [self._read_file(p, slice(None)) for p in self.paths]
+            ) if self.paths else np.zeros((0, *self.image_shape), np.uint8)
+
+    @staticmethod
+    def _read_file(path, index):
+        with h5py.File(path, "r") as f:
+            return f["images"][index]
+
+    def __len__(self) -> int:
+        return len(self.galaxy_ids)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 (len(rows), r, r) in the order of ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._memory is not None:
+            return self._memory[rows]
+        out = np.empty((len(rows), *self.image_shape), np.uint8)
+        file_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k in np.unique(file_of):
+            sel = np.flatnonzero(file_of == k)
+            local = rows[sel] - self.offsets[k]
+            order = np.argsort(local)  # h5py wants increasing indices
+            out[sel[order]] = self._read_file(self.paths[k], local[order])
+        return out
+
+
+def centre_crop(images: np.ndarray, crop: int) -> np.ndarray:
+    """(n, r, r) -> (n, crop, crop), the same pixels for every galaxy."""
+    r = images.shape[1]
+    if crop > r:
+        raise ValueError(f"crop {crop} px is larger than the stored images ({r} px)")
+    start = (r - crop) // 2
+    return images[:, start:start + crop, start:start + crop]
+
+
+def augment(image: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """One training view of one galaxy: rotation by a uniform angle (bilinear, edges
+    reflected), random horizontal and vertical flips, random ``crop`` square. (r, r) ->
+    (crop, crop) float32."""
+    angle = rng.uniform(0.0, 360.0)
+    rotated = ndimage.rotate(image.astype(np.float32), angle, reshape=False, order=1, mode="reflect")
+    if rng.random() < 0.5:
+        rotated = rotated[:, ::-1]
+    if rng.random() < 0.5:
+        rotated = rotated[::-1, :]
+    r = rotated.shape[0]
+    y, x = rng.integers(0, r - crop + 1, size=2)
+    return rotated[y:y + crop, x:x + crop]
+
+
+def model_input(images: np.ndarray) -> np.ndarray:
+    """(n, c, c) pixels -> (n, c, c, 1) float32, as the network takes them."""
+    return np.asarray(images, np.float32)[..., None]
+
+
+def split_by_id(galaxy_ids, validation_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask, True for validation galaxies. Decided per galaxy id (a hash), so adding
+    galaxies never moves an existing one between splits."""
+    def unit(gid):
+        h = hashlib.blake2b(f"{seed}:{gid}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "little") / 2**64
+
+    return np.array([unit(g) < validation_fraction for g in galaxy_ids], dtype=bool)
+
+
+def vote_counts(catalogue: pd.DataFrame, galaxy_ids, spec: ModelSpec) -> np.ndarray:
+    """(n, n_answers) float32 vote counts for ``galaxy_ids`` in the head's order. Missing
+    galaxies or missing vote columns raise, naming them."""
+    missing_cols = [c for c in spec.answer_columns if c not in catalogue.columns]
+    if missing_cols:
+        raise KeyError(f"catalogue has no vote-count column(s) {missing_cols[:5]}")
+    indexed = catalogue.set_index(catalogue["galaxy_id"].astype(str))
+    ids = [str(g) for g in galaxy_ids]
+    absent = [g for g in ids if g not in indexed.index]
+    if absent:
+        raise KeyError(f"{len(absent)} galaxies with crops are not in the catalogue, e.g. {absent[:3]}")
+    counts = indexed.loc[ids, spec.answer_columns].to_numpy(np.float64)
+    bad = ~np.isfinite(counts).all(axis=1) | (counts < 0).any(axis=1)
+    if bad.any():
+        raise ValueError(f"invalid vote counts for galaxies {[ids[i] for i in np.flatnonzero(bad)[:5]]}")
+    return np.nan_to_num(counts).astype(np.float32)
+
+
+class VoteBatches:
+    """Batches of (augmented or centre-cropped images (b, crop, crop, 1), vote counts
+    (b, n_answers)). The order and augmentation of epoch ``e`` depend only on (seed, e), so
+    a resumed run sees the batches it would have seen."""
+
+    def __init__(self, store: ImageStore, rows, counts, crop: int, batch_size: int, augment_images: bool,
+                 seed: int):
+        self.store, self.rows, self.counts = store, np.asarray(rows), counts
+        self.crop, self.batch_size = crop, batch_size
+        self.augment_images, self.seed = augment_images, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        self.order = rng.permutation(len(self.rows)) if self.augment_images else np.arange(len(self.rows))
+
+    def __len__(self):
+        return math.ceil(len(self.rows) / self.batch_size)
+
+    def __getitem__(self, i):
+        sel = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        images = self.store.read(self.rows[sel])
+        if self.augment_images:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            views = np.stack([augment(im, self.crop, rng) for im in images])
+        else:
+            views = centre_crop(images, self.crop)
+        return model_input(views), self.counts[sel]
+
+    def __iter__(self):
+        """Yield the batches in order, preparing the next one in a thread while the
+        network trains on the current one."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self.__getitem__, 0) if len(self) else None
+            for i in range(len(self)):
+                batch = pending.result()
+                pending = pool.submit(self.__getitem__, i + 1) if i + 1 < len(self) else None
+                yield batch
+
+
+# --- resumable training ---------------------------------------------------------------------
+
+def fingerprint(galaxy_ids, spec: ModelSpec, params: TrainingParams, image_shape) -> str:
+    """Changes whenever the data or settings of a training run change."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"spec": asdict(spec), "params": asdict(params), "image_shape": list(image_shape)},
+                        sort_keys=True).encode())
+    for g in sorted(str(x) for x in galaxy_ids):
+        h.update(g.encode() + b"\0")
+    return h.hexdigest()
+
+
+class Checkpoint:
+    """``last.keras`` (model + optimiser), ``best.weights.h5`` and ``state.json`` in one
+    folder; all written atomically."""
+
+    def __init__(self, folder, fingerprint_: str):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint_
+        self.last = self.folder / "last.keras"
+        self.best = self.folder / "best.weights.h5"
+        self.state_path = self.folder / "state.json"
+
+    def load_state(self) -> dict | None:
+        """The saved state if it belongs to this run and its files are all there."""
+        if not (self.state_path.exists() and self.last.exists() and self.best.exists()):
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.info("checkpoint in %s is from different data or settings; starting afresh", self.folder)
+            return None
+        return state
+
+    def save_state(self, state: dict):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.state_path) as tmp:
+            Path(tmp).write_text(json.dumps({**state, "fingerprint": self.fingerprint}, indent=1))
+
+    def save_model(self, model, path: Path):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".weights.h5" if path.name.endswith(".weights.h5") else ".keras"
+        tmp = path.with_name(path.name.removesuffix(suffix) + ".part" + suffix)
+        if suffix == ".keras":
+            model.save(tmp)
+        else:
+            model.save_weights(tmp)
+        os.replace(tmp, path)
+
+
+def validation_loss(model, batches: VoteBatches, spec: ModelSpec) -> float:
+    """Mean per-galaxy Dirichlet-multinomial NLL on centre crops (dropout off), computed in
+    float64 from the predicted concentrations."""
+    from .model import dirichlet_multinomial_log_prob_numpy
+
+    total, n = 0.0, 0
+    for x, counts in batches:
+        conc = np.asarray(model.predict_on_batch(x), np.float64)
+        nll = -sum(dirichlet_multinomial_log_prob_numpy(counts[:, sl], conc[:, sl]) for _, sl in spec.question_slices)
+        total += float(nll.sum())
+        n += len(x)
+    return total / max(n, 1)
+
+
+def train_one_epoch(model, batches: VoteBatches, progress=None, desc: str = "") -> float:
+    """One pass of ``train_on_batch`` (faster and steadier than ``fit`` on a generator on
+    a two-core machine); returns the epoch's mean training loss."""
+    model.reset_metrics()
+    bar = progress(total=len(batches.rows), desc=desc, unit="galaxy") if progress else None
+    losses, sizes = [], []
+    for x, y in batches:
+        loss = model.train_on_batch(x, y)
+        loss = float(np.ravel(loss)[0])
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss} in {desc}")
+        losses.append(loss)
+        sizes.append(len(x))
+        if bar is not None:
+            bar.update(len(x))
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+    if bar is not None:
+        bar.close()
+    # Keras reports the running mean since reset_metrics: the last value is the epoch mean
+    return losses[-1] if losses else float("nan")
+
+
+def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: TrainingParams,
+             checkpoint_dir, progress=None, logger=None):
+    """Train from random initialisation (resuming from ``checkpoint_dir`` if it holds this
+    run's checkpoint). ``counts`` (len(store), n_answers) aligned with ``store``'s rows.
+    Stops after ``params.epochs`` or ``params.patience`` epochs without a better validation
+    loss.
+
+    Returns (model with the best validation weights, history DataFrame with one row per
+    epoch: epoch, loss, val_loss, seconds, images_per_second).
+    """
+    import keras
+
+    is_val = split_by_id(store.galaxy_ids, params.validation_fraction, params.seed)
+    train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError(f"{len(store)} galaxies give {len(train_rows)} training and {len(val_rows)} "
+                         f"validation galaxies; both must be non-empty")
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, spec, params, store.image_shape))
+    state = checkpoint.load_state()
+    if state is not None:
+        model = keras.saving.load_model(checkpoint.last)
+        if logger:
+            logger.info("resuming from %s after epoch %d", checkpoint.folder, state["epochs_done"])
+    else:
+        state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+                 "stopped_early": False, "history": []}
+        model = compile_model(build_model(spec, seed=params.seed), spec, params.learning_rate)
+    train = VoteBatches(store, train_rows, counts[train_rows], spec.crop_size, params.batch_size, True, params.seed)
+    val = VoteBatches(store, val_rows, counts[val_rows], spec.crop_size, params.batch_size, False, params.seed)
+    if logger:
+        logger.info("pretraining on %d galaxies, validating on %d; crop %d px; %d answers; backend %s",
+                    len(train_rows), len(val_rows), spec.crop_size, spec.n_answers, keras.config.backend())
+    while not state["stopped_early"] and state["epochs_done"] < params.epochs:
+        epoch = state["epochs_done"]
+        keras.utils.set_random_seed(params.seed * 1000 + epoch)  # dropout of this epoch, resumable
+        train.set_epoch(epoch)
+        t0 = time.perf_counter()
+        loss = train_one_epoch(model, train, progress, desc=f"epoch {epoch + 1}/{params.epochs}")
+        seconds = time.perf_counter() - t0
+        val_loss = validation_loss(model, val, spec)
+        row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": seconds,
+               "images_per_second": len(train_rows) / seconds}
+        state["history"].append(row)
+        if val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            checkpoint.save_model(model, checkpoint.best)
+        else:
+            state["wait"] += 1
+        state["epochs_done"] = epoch + 1
+        state["stopped_early"] = state["wait"] >= params.patience
+        checkpoint.save_model(model, checkpoint.last)
+        checkpoint.save_state(state)
+        if logger:
+            logger.info("epoch %d: loss %.4f, val_loss %.4f (best %.4f at epoch %d), %.0f s, %.1f images/s",
+                        epoch + 1, loss, val_loss, state["best_val_loss"], state["best_epoch"], seconds,
+                        row["images_per_second"])
+    if state["stopped_early"] and logger:
+        logger.info("stopped early: no better validation loss for %d epochs", params.patience)
+    model.load_weights(checkpoint.best)
+    return model, pd.DataFrame(state["history"], columns=["epoch", "loss", "val_loss", "seconds",
+                                                          "images_per_second"])
+
+
+def save_history(history: pd.DataFrame, path) -> None:
+    write_csv(history, path)
