@@ -9,7 +9,7 @@ from morphtools.preprocessing import (
     dr2_style_rgb,
     fits_to_colour_image,
     image_to_crop,
-    resize_and_crop,
+    resize_grey,
 )
 
 
@@ -46,7 +46,7 @@ def test_full_chain_shapes_values_and_flip():
     assert rgb.shape == (424, 424, 3) and rgb.dtype == np.uint8
     assert np.all(rgb == 129)  # round(0.505866 * 255)
     crop, thumb = colour_to_model_input(rgb, params)
-    assert crop.shape == (224, 224) and crop.dtype == np.uint8
+    assert crop.shape == (300, 300) and crop.dtype == np.uint8
     assert thumb.shape == (128, 128, 3)
     assert np.all(crop == 129)
     # FITS row 0 is the bottom of the sky image: after the flip it is the last image row
@@ -56,15 +56,18 @@ def test_full_chain_shapes_values_and_flip():
     assert rgb[-1].mean() > 200 and rgb[0].mean() < 30
 
 
-def test_resize_and_crop_takes_the_centre():
+def test_resize_grey_keeps_the_galaxy_centred():
     grey = np.zeros((424, 424), np.float32)
     grey[212 - 20: 212 + 20, 212 - 20: 212 + 20] = 255
-    crop = resize_and_crop(grey, 300, 224)
-    assert crop.shape == (224, 224)
-    centre = crop[112 - 5: 112 + 5, 112 - 5: 112 + 5]
-    assert centre.min() == 255 and crop[0, 0] == 0
-    small = resize_and_crop(grey, 150, 112)
-    assert small.shape == (112, 112)
+    small = resize_grey(grey, 300)
+    assert small.shape == (300, 300) and small.dtype == np.uint8
+    assert small[150 - 5: 150 + 5, 150 - 5: 150 + 5].min() == 255 and small[0, 0] == 0
+    assert resize_grey(grey, 86).shape == (86, 86)
+
+
+def test_sizes_must_nest():
+    with pytest.raises(ValueError, match="crop_to <= resize_to"):
+        PreprocessingParams(resize_to=200, crop_to=224)
 
 
 def test_jpeg_path_and_bad_jpeg(tmp_path):

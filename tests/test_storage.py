@@ -8,17 +8,17 @@ def test_crops_shard_round_trip(tmp_path):
     ids = ["J1", "J2", "J3"]
     images = np.random.default_rng(1).integers(0, 256, (3, 224, 224), dtype=np.uint8)
     thumbs = np.zeros((3, 128, 128, 3), np.uint8)
-    write_crops_shard(tmp_path / "s.h5", ids, images, thumbs, {"crop_to": 224, "survey": "decals"})
+    write_crops_shard(tmp_path / "s.h5", ids, images, thumbs, {"resize_to": 300, "survey": "decals"})
     got_ids, got_images, got_thumbs, attrs = read_crops_shard(tmp_path / "s.h5")
     assert list(got_ids) == ids
     np.testing.assert_array_equal(got_images, images)
     assert got_thumbs.shape == (3, 128, 128, 3)
-    assert attrs["crop_to"] == 224 and attrs["survey"] == "decals"
+    assert attrs["resize_to"] == 300 and attrs["survey"] == "decals"
 
 
 def test_empty_shard_is_valid(tmp_path):
     write_crops_shard(tmp_path / "e.h5", [], np.zeros((0, 224, 224), np.uint8), np.zeros((0, 128, 128, 3), np.uint8),
-                      {"crop_to": 224, "thumbnail_size": 128})
+                      {"resize_to": 300, "thumbnail_size": 128})
     ids, images, _, _ = read_crops_shard(tmp_path / "e.h5")
     assert len(ids) == 0 and images.shape == (0, 224, 224)
 

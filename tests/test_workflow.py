@@ -1,6 +1,7 @@
 """End to end: the whole DAG on config/tiny.yaml, partial rebuilds, lint and config errors."""
 
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -8,6 +9,9 @@ import pytest
 from astropy.table import Table
 
 from conftest import ROOT, SNAKEMAKE, run_snakemake
+from morphtools.embedding import read_embeddings
+from morphtools.model import file_sha256
+from morphtools.reduction import read_projection
 from morphtools.sharding import shard_of
 from morphtools.storage import read_crops_shard
 
@@ -25,23 +29,63 @@ def test_every_shard_has_crops_and_qa(tiny_run):
             expected = set(cat.loc[cat["shard"] == shard, "galaxy_id"])
             assert set(qa["galaxy_id"]) == expected  # every galaxy accounted for
             assert set(ids) == set(qa.loc[qa["status"] == "ok", "galaxy_id"])
-            assert images.shape == (len(ids), 224, 224) and images.dtype == np.uint8
+            assert images.shape == (len(ids), 43, 43) and images.dtype == np.uint8
             assert thumbs.shape == (len(ids), 128, 128, 3)
-            assert attrs["resize_to"] == 300 and attrs["crop_to"] == 224
+            assert attrs["resize_to"] == 43 and attrs["crop_to"] == 32
             # real images, not blanks: a bright centre over a darker sky
             if len(ids):
-                centre = images[:, 100:124, 100:124].mean()
-                edge = images[:, :20, :20].mean()
+                centre = images[:, 18:25, 18:25].mean()
+                edge = images[:, :4, :4].mean()
                 assert centre > edge + 20
             n_ok += len(ids)
         assert n_ok >= 0.95 * len(cat)
     assert (tiny_run / "results/figures/sample_galaxies.png").stat().st_size > 50_000
 
 
+def test_representations_pca_and_checks(tiny_run):
+    results = tiny_run / "results"
+    weights = results / "models/multi/model.weights.h5"
+    sha = file_sha256(weights)
+    history = pd.read_csv(results / "models/multi/history.csv")
+    assert list(history["epoch"]) == [1, 2] and np.isfinite(history[["loss", "val_loss"]]).all().all()
+    for survey in ("decals", "gz2"):
+        crop_ids = [g for shard in range(3)
+                    for g in read_crops_shard(results / f"{survey}/crops/shard_{shard}.h5")[0]]
+        merged = read_embeddings(results / f"{survey}/representation.h5")
+        # every galaxy with a crop, in shard order; the GZ2 survey uses the DECaLS model
+        assert list(merged["galaxy_id"]) == crop_ids
+        assert merged["representation"].shape == (len(crop_ids), 1280)
+        assert np.isfinite(merged["representation"]).all() and merged["representation"].std(0).max() > 0
+        fractions = merged["predicted_fractions"]
+        assert fractions.shape == (len(crop_ids), 34)
+        np.testing.assert_allclose(fractions[:, :3].sum(1), 1.0, rtol=1e-4)  # smooth-or-featured
+        assert merged["attrs"]["model_sha256"] == sha and merged["attrs"]["preprocessing_crop_to"] == 32
+        ids, p10 = read_projection(results / f"{survey}/pca.h5", 10)
+        assert list(ids) == crop_ids and p10.shape == (len(crop_ids), 10)
+        variance = pd.read_csv(results / f"{survey}/pca_variance.csv")
+        assert variance["n_components"].tolist() == [10, 15, 40]
+        assert variance["explained_variance"].is_monotonic_increasing and variance["explained_variance"].iloc[-1] <= 1
+    summary = pd.read_csv(results / "representation_summary.csv")
+    assert summary["survey"].tolist() == ["decals", "gz2"] and (summary["model_sha256"] == sha[:16]).all()
+    check = pd.read_csv(results / "checks/representation_check.csv")
+    assert check["metric"].tolist() == ["accuracy", "ROC AUC (cross-validated)"]
+    assert 0 <= check["value"].iloc[0] <= 1 and check["chance"].iloc[1] == 0.5
+    for figure in ("training_curves", "representation_check"):
+        assert (results / f"figures/{figure}.png").stat().st_size > 10_000
 
 
-def dry_run_shards(workdir, rule):
-    out = run_snakemake(workdir, "-n").stdout
+def test_report_builds(tiny_run_copy):
+    run_snakemake(tiny_run_copy, "--report", "report.html")
+    html = (tiny_run_copy / "report.html").read_text(errors="replace")
+    for expected in ("Representation", "pca_variance.csv", "training_curves.png", "representation_check.png",
+                     "sample_galaxies.png"):
+        assert expected in html
+
+
+
+
+def dry_run_shards(workdir, rule, config="tiny.yaml"):
+    out = run_snakemake(workdir, "-n", config=config).stdout
     blocks = re.split(r"\n(?=rule |checkpoint )", out)
     shards = set()
     for block in blocks:
@@ -51,8 +95,25 @@ def dry_run_shards(workdir, rule):
     return shards
 
 
+def frozen_model_config(workdir):
+    """tiny.yaml with the trained model given as a weights file, as a user who does not
+    want to retrain on every catalogue change would set it."""
+    import yaml
+
+    weights = workdir / "trained_multi.weights.h5"
+    shutil.copy(workdir / "results/models/multi/model.weights.h5", weights)
+    config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    config["pretraining"]["weights"] = {"multi": str(weights)}
+    path = workdir / "frozen.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
 def test_catalogue_change_reruns_only_the_affected_shard(tiny_run_copy):
     workdir = tiny_run_copy
+    config = frozen_model_config(workdir)
+    run_snakemake(workdir, "--cores", "2", config=config)  # embeddings now name the frozen file
+    assert dry_run_shards(workdir, "embed", config) == set()
     nsa_path = workdir / "resources/simulated/decals/nsa_v1_0_1.fits"
     cat = pd.read_csv(workdir / "results/decals/catalogue.csv", dtype={"galaxy_id": str})
     victim = cat["galaxy_id"].iloc[0]
@@ -62,18 +123,23 @@ def test_catalogue_change_reruns_only_the_affected_shard(tiny_run_copy):
     full[keep].write(nsa_path, overwrite=True)
 
     # 1. removing a galaxy: rebuild the catalogue, then only its shard is due
-    run_snakemake(workdir, "--cores", "1", "--allowed-rules", "decals_catalogue", "--", "results/decals/catalogue.csv")
-    assert dry_run_shards(workdir, "decals_cutouts") == {shard_of(victim, 3)}
-    assert dry_run_shards(workdir, "preprocess") == {shard_of(victim, 3)}
-    assert dry_run_shards(workdir, "gz2_images") == set()
-    run_snakemake(workdir, "--cores", "2")
-    assert dry_run_shards(workdir, "decals_cutouts") == set()
+    run_snakemake(workdir, "--cores", "1", "--allowed-rules", "decals_catalogue", "--", "results/decals/catalogue.csv",
+                  config=config)
+    assert dry_run_shards(workdir, "decals_cutouts", config) == {shard_of(victim, 3)}
+    assert dry_run_shards(workdir, "preprocess", config) == {shard_of(victim, 3)}
+    assert dry_run_shards(workdir, "gz2_images", config) == set()
+    # the model is frozen, so only that shard is embedded again and nothing is retrained
+    assert dry_run_shards(workdir, "embed", config) == {shard_of(victim, 3)}
+    assert "rule pretrain:" not in run_snakemake(workdir, "-n", config=config).stdout
+    run_snakemake(workdir, "--cores", "2", config=config)
+    assert dry_run_shards(workdir, "decals_cutouts", config) == set()
 
     # 2. adding it back: only its shard reruns, and only its cutout is fetched anew
     Table.read(workdir / "nsa_full.fits").write(nsa_path, overwrite=True)
-    run_snakemake(workdir, "--cores", "1", "--allowed-rules", "decals_catalogue", "--", "results/decals/catalogue.csv")
-    assert dry_run_shards(workdir, "decals_cutouts") == {shard_of(victim, 3)}
-    run_snakemake(workdir, "--cores", "2")
+    run_snakemake(workdir, "--cores", "1", "--allowed-rules", "decals_catalogue", "--", "results/decals/catalogue.csv",
+                  config=config)
+    assert dry_run_shards(workdir, "decals_cutouts", config) == {shard_of(victim, 3)}
+    run_snakemake(workdir, "--cores", "2", config=config)
     manifest = pd.read_csv(workdir / f"results/decals/images/shard_{shard_of(victim, 3)}.csv", dtype=str)
     status = dict(zip(manifest["galaxy_id"], manifest["status"], strict=True))
     assert status.pop(victim) in ("cached", "fetched")

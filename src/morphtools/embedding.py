@@ -152,3 +152,28 @@ def merge_embeddings(shard_paths, out_path, chunk_rows: int = 1024) -> int:
             out.attrs[k] = v
         out.attrs["n_shards"] = len(shard_paths)
     return n
+
+
+def representation_summary(path, pca_variance, survey: str) -> dict:
+    """One row describing a merged representation file: size, model identity, how the
+    vectors are spread, and the PCA variance kept (from ``pca_variance``, a table from
+    :func:`morphtools.reduction.explained_variance_table`)."""
+    row = {"survey": survey}
+    with h5py.File(path, "r") as f:
+        rep = f["representation"]
+        n, dim = rep.shape
+        row.update(galaxies=int(n), dimensions=int(dim), model_variant=str(f.attrs.get("model_variant", "")),
+                   model_sha256=str(f.attrs.get("model_sha256", ""))[:16], backend=str(f.attrs.get("backend", "")),
+                   crop_size=int(f.attrs.get("crop_size", 0)))
+        total, total_sq, active = 0.0, 0.0, np.zeros(dim, bool)
+        for start in range(0, n, 4096):
+            block = np.asarray(rep[start:start + 4096], np.float64)
+            total += block.sum(0).sum()
+            total_sq += (block ** 2).sum()
+            active |= block.std(0) > 0 if len(block) > 1 else False
+        row["mean_value"] = total / max(n * dim, 1)
+        row["rms_value"] = float(np.sqrt(total_sq / max(n * dim, 1)))
+        row["active_dimensions"] = int(active.sum())
+    for r in pca_variance.itertuples(index=False):
+        row[f"pca{int(r.n_components)}_explained_variance"] = float(r.explained_variance)
+    return row

@@ -175,17 +175,24 @@ def _define_layers():
 DirichletConcentration, DirichletMultinomialLoss = _define_layers()
 
 
-def build_model(spec: ModelSpec, seed: int | None = None):
+def build_model(spec: ModelSpec, seed: int | None = None, batchnorm_momentum: float = 0.9):
     """EfficientNetB0 (random init) with the W+22 head. Input (crop, crop, 1) uint8-range
     floats; output (n, n_answers) concentrations. Layer ``avg_pool`` is the 1280-d
-    representation."""
+    representation.
+
+    ``batchnorm_momentum`` 0.9 instead of Keras' 0.99: with a few thousand galaxies and a
+    few hundred steps from random initialisation, the slower moving averages lag the
+    weights and the validation loss (which uses them) swings wildly."""
     keras = _keras()
     if seed is not None:
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(seed % 2**32)
     inputs = keras.Input((spec.crop_size, spec.crop_size, 1), name="image")
     base = keras.applications.EfficientNetB0(
         include_top=False, weights=None, input_tensor=inputs, pooling="avg",
     )
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = batchnorm_momentum
     representation = base.output
     x = keras.layers.Dropout(spec.dropout, name="head_dropout")(representation)
     x = keras.layers.Dense(spec.n_answers, name="answer_logits")(x)

@@ -43,3 +43,54 @@ def sample_galaxies_figure(examples: dict[str, dict[str, list[tuple[np.ndarray, 
     fig.subplots_adjust(wspace=0.03, hspace=0.05, left=0.09, right=0.995, top=0.93, bottom=0.01)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def training_curves_figure(histories: dict, path) -> None:
+    """Training and validation loss (mean per-galaxy Dirichlet-multinomial NLL, summed over
+    the variant's questions) against epoch, one panel per pretrained variant; the epoch
+    whose weights are kept (lowest validation loss) is marked."""
+    names = list(histories)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        h = histories[name]
+        ax.plot(h["epoch"], h["loss"], "o-", ms=3, label="training (augmented)")
+        ax.plot(h["epoch"], h["val_loss"], "s-", ms=3, label="validation (centre crop)")
+        if len(h):
+            best = h.loc[h["val_loss"].idxmin()]
+            ax.axvline(best["epoch"], color="0.6", ls=":", label=f"kept: epoch {int(best['epoch'])}")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss per galaxy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def representation_check_figure(knn: dict, probe: dict, path) -> None:
+    """Left: confusion matrix of the k-NN majority vote (rows: hidden class, normalised per
+    row). Right: ROC curve of the linear ring probe, with the chance diagonal."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.3))
+    cm = np.asarray(knn["confusion"], float)
+    cm = cm / np.clip(cm.sum(1, keepdims=True), 1, None)
+    ax1.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(knn["classes"]))
+    ax1.set_xticks(ticks, knn["classes"], rotation=60, ha="right", fontsize=7)
+    ax1.set_yticks(ticks, knn["classes"], fontsize=7)
+    for i in ticks:
+        for j in ticks:
+            if cm[i, j] >= 0.05:
+                ax1.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                         color="white" if cm[i, j] > 0.6 else "black")
+    ax1.set_xlabel("predicted (neighbours' majority)")
+    ax1.set_ylabel("hidden class")
+    ax1.set_title(f"k-NN: accuracy {knn['accuracy']:.2f} (chance {knn['chance_majority_class']:.2f})", fontsize=9)
+    ax2.plot(probe["fpr"], probe["tpr"], label=f"linear probe, AUC {probe['roc_auc']:.2f}")
+    ax2.plot([0, 1], [0, 1], "k:", label="chance, AUC 0.50")
+    ax2.set_xlabel("false positive rate")
+    ax2.set_ylabel("true positive rate")
+    ax2.set_title(f"rings: {probe['n_rings']} vs {probe['n_not_rings']} not-rings", fontsize=9)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,9 +1,10 @@
 """From survey pixels to what the CNN sees.
 
 FITS grz cube -> GZ DECaLS "dr2 style" colour image (424 x 424 uint8 RGB) -> greyscale
-(mean of the channels) -> resize 424 -> 300 -> centre crop 224, stored as uint8. GZ2 JPEGs
-enter at the colour-image step. Random crops, rotations and flips are the training
-augmentation and happen later, in the model.
+(mean of the channels) -> resize 424 -> 300, stored as uint8. GZ2 JPEGs enter at the
+colour-image step. The crop 300 -> 224 happens when the network reads the images: a random
+crop (with random rotations and flips) in training, the centre crop at inference
+(:mod:`morphtools.pretraining`), so the stored images keep the margin augmentation needs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ DR2_LIMITS = (-0.5, 300.0)
 
 @dataclass(frozen=True)
 class PreprocessingParams:
-    """Sizes in pixels. ``resize_to`` then a centre crop of ``crop_to``."""
+    """Sizes in pixels: colour images at ``image_size``, stored greyscale images at
+    ``resize_to``, the network's input ``crop_to`` (cropped from the stored image)."""
 
     image_size: int = 424
     resize_to: int = 300
     crop_to: int = 224
     thumbnail_size: int = 128
+
+    def __post_init__(self):
+        if not self.crop_to <= self.resize_to <= self.image_size:
+            raise ValueError(f"preprocessing sizes must satisfy crop_to <= resize_to <= image_size, got "
+                             f"{self.crop_to}, {self.resize_to}, {self.image_size}")
 
     def as_attrs(self) -> dict:
         return {k: int(v) for k, v in self.__dict__.items()}
@@ -69,14 +76,11 @@ def greyscale(rgb_uint8: np.ndarray) -> np.ndarray:
     return rgb_uint8.astype(np.float32).mean(axis=2)
 
 
-def resize_and_crop(grey: np.ndarray, resize_to: int = 300, crop_to: int = 224) -> np.ndarray:
-    """Resize (bilinear, antialiased) to ``resize_to`` then take the centre ``crop_to``
-    square; returns uint8 (crop_to, crop_to)."""
+def resize_grey(grey: np.ndarray, resize_to: int = 300) -> np.ndarray:
+    """Resize (bilinear, antialiased) a greyscale image to ``resize_to`` square; returns
+    uint8 (resize_to, resize_to)."""
     img = Image.fromarray(grey.astype(np.float32), mode="F")
-    img = img.resize((resize_to, resize_to), Image.Resampling.BILINEAR)
-    arr = np.asarray(img)
-    start = (resize_to - crop_to) // 2
-    arr = arr[start:start + crop_to, start:start + crop_to]
+    arr = np.asarray(img.resize((resize_to, resize_to), Image.Resampling.BILINEAR))
     return np.clip(np.round(arr), 0, 255).astype(np.uint8)
 
 
@@ -85,14 +89,15 @@ def thumbnail(rgb_uint8: np.ndarray, size: int) -> np.ndarray:
 
 
 def colour_to_model_input(rgb_uint8: np.ndarray, params: PreprocessingParams) -> tuple[np.ndarray, np.ndarray]:
-    """(crop uint8 (crop_to, crop_to), colour thumbnail uint8 (t, t, 3)) from a colour image
-    of any size; it is first brought to ``params.image_size`` as the GZ images are."""
+    """(greyscale uint8 (resize_to, resize_to), colour thumbnail uint8 (t, t, 3)) from a
+    colour image of any size; it is first brought to ``params.image_size`` as the GZ images
+    are."""
     if rgb_uint8.shape[0] != params.image_size or rgb_uint8.shape[1] != params.image_size:
         rgb_uint8 = np.asarray(
             Image.fromarray(rgb_uint8).resize((params.image_size, params.image_size), Image.Resampling.LANCZOS)
         )
-    crop = resize_and_crop(greyscale(rgb_uint8), params.resize_to, params.crop_to)
-    return crop, thumbnail(rgb_uint8, params.thumbnail_size)
+    grey = resize_grey(greyscale(rgb_uint8), params.resize_to)
+    return grey, thumbnail(rgb_uint8, params.thumbnail_size)
 
 
 def load_jpeg_rgb(path) -> np.ndarray:
@@ -127,7 +132,7 @@ def preprocess_shard(manifest, params: PreprocessingParams, fmt: str, bands: str
                      max_blank_fraction: float = 0.2, progress=None, log=None):
     """Crops for every usable image in a shard manifest.
 
-    Returns (galaxy_ids, crops (n, c, c) uint8, thumbnails (n, t, t, 3) uint8, qa) where
+    Returns (galaxy_ids, images (n, r, r) uint8 at ``resize_to``, thumbnails (n, t, t, 3) uint8, qa) where
     ``qa`` has one row per galaxy of the manifest: ``galaxy_id, status, stage, reason``.
     """
     import pandas as pd
@@ -154,7 +159,7 @@ def preprocess_shard(manifest, params: PreprocessingParams, fmt: str, bands: str
         crops.append(crop)
         thumbs.append(thumb)
         qa.append((gid, "ok", "", ""))
-    c, t = params.crop_to, params.thumbnail_size
+    c, t = params.resize_to, params.thumbnail_size
     crops_arr = np.stack(crops) if crops else np.zeros((0, c, c), np.uint8)
     thumbs_arr = np.stack(thumbs) if thumbs else np.zeros((0, t, t, 3), np.uint8)
     qa_df = pd.DataFrame.from_records(qa, columns=["galaxy_id", "status", "stage", "reason"])

@@ -200,13 +200,17 @@ class VoteBatches:
 
 # --- resumable training ---------------------------------------------------------------------
 
-def fingerprint(galaxy_ids, spec: ModelSpec, params: TrainingParams, image_shape) -> str:
-    """Changes whenever the data or settings of a training run change."""
+def fingerprint(galaxy_ids, counts: np.ndarray, spec: ModelSpec, params: TrainingParams, image_shape) -> str:
+    """Changes whenever the data or settings of a training run change. The stopping rules
+    (epoch limit, patience) are left out so that raising them continues a finished run
+    instead of restarting it."""
     h = hashlib.sha256()
-    h.update(json.dumps({"spec": asdict(spec), "params": asdict(params), "image_shape": list(image_shape)},
+    settings = {k: v for k, v in asdict(params).items() if k not in ("epochs", "patience")}
+    h.update(json.dumps({"spec": asdict(spec), "params": settings, "image_shape": list(image_shape)},
                         sort_keys=True).encode())
-    for g in sorted(str(x) for x in galaxy_ids):
-        h.update(g.encode() + b"\0")
+    for g in galaxy_ids:
+        h.update(str(g).encode() + b"\0")
+    h.update(np.ascontiguousarray(counts, np.float32).tobytes())
     return h.hexdigest()
 
 
@@ -303,7 +307,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"{len(store)} galaxies give {len(train_rows)} training and {len(val_rows)} "
                          f"validation galaxies; both must be non-empty")
-    checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, spec, params, store.image_shape))
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape))
     state = checkpoint.load_state()
     if state is not None:
         model = keras.saving.load_model(checkpoint.last)
@@ -318,9 +322,11 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     if logger:
         logger.info("pretraining on %d galaxies, validating on %d; crop %d px; %d answers; backend %s",
                     len(train_rows), len(val_rows), spec.crop_size, spec.n_answers, keras.config.backend())
+    if state["stopped_early"] and state["wait"] < params.patience:
+        state["stopped_early"] = False  # patience was raised: carry on
     while not state["stopped_early"] and state["epochs_done"] < params.epochs:
         epoch = state["epochs_done"]
-        keras.utils.set_random_seed(params.seed * 1000 + epoch)  # dropout of this epoch, resumable
+        keras.utils.set_random_seed((params.seed * 1000 + epoch) % 2**32)  # dropout of this epoch, resumable
         train.set_epoch(epoch)
         t0 = time.perf_counter()
         loss = train_one_epoch(model, train, progress, desc=f"epoch {epoch + 1}/{params.epochs}")

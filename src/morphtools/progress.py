@@ -16,3 +16,10 @@ def progress_bar(desc: str, unit: str = "galaxy"):
                     mininterval=5.0, dynamic_ncols=False, ncols=100)
 
     return wrap
+
+
+def progress_counter(total: int | None = None, desc: str = "", unit: str = "galaxy"):
+    """A bar advanced by hand (``.update(n)``, ``.close()``), for loops over batches;
+    same rate/ETA display and 5 s update interval as :func:`progress_bar`."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=5.0,
+                dynamic_ncols=False, ncols=100)

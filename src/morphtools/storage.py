@@ -25,6 +25,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".part"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=suffix)
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the permissions a plain open() would
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -42,7 +46,7 @@ def write_crops_shard(path, galaxy_ids, images: np.ndarray, thumbnails: np.ndarr
     galaxy_ids = np.asarray([str(g) for g in galaxy_ids], dtype=object)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("galaxy_id", data=galaxy_ids, dtype=h5py.string_dtype())
-        crop = images.shape[1] if len(images) else int(attrs.get("crop_to", 224))
+        crop = images.shape[1] if len(images) else int(attrs.get("resize_to", 300))
         f.create_dataset(
             "images", data=images.reshape(-1, crop, crop).astype(np.uint8),
             chunks=(1, crop, crop) if len(images) else None, compression="gzip", compression_opts=4,

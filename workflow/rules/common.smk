@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 # the science package, importable without installing it (e.g. under --sdm conda)
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+from morphtools.decision_tree import DECALS_DR5  # noqa: E402
 from morphtools.sharding import shard_digest  # noqa: E402
 
 
@@ -21,9 +22,35 @@ SURVEYS = ["decals", "gz2"]
 IMAGE_FORMAT = {"decals": "fits", "gz2": "jpeg"}
 
 
+PRETRAINING = config["pretraining"]
+VARIANTS = list(PRETRAINING["variants"])
+EMBEDDING_MODEL = config["embedding"]["model"]
+PCA_DIMS = sorted(config["pca"]["components"])
+
+
+def _check_model_config():
+    """Fail at parse time, naming the setting, rather than hours into a run."""
+    if EMBEDDING_MODEL not in PRETRAINING["variants"] and EMBEDDING_MODEL not in PRETRAINING["weights"]:
+        raise ValueError(f"embedding.model {EMBEDDING_MODEL!r} is neither a pretraining variant {VARIANTS} "
+                         f"nor a configured weights file")
+    for name, path in PRETRAINING["weights"].items():
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pretraining.weights.{name}: weights file {path!r} does not exist")
+    if max(PCA_DIMS) > 1280:
+        raise ValueError(f"pca.components {PCA_DIMS}: at most 1280 (the representation's size)")
+    pre = config["preprocessing"]
+    if not pre["crop_to"] <= pre["resize_to"] <= pre["image_size"]:
+        raise ValueError(f"preprocessing: need crop_to <= resize_to <= image_size, got {pre['crop_to']}, "
+                         f"{pre['resize_to']}, {pre['image_size']}")
+
+
+_check_model_config()
+
+
 wildcard_constraints:
     shard=r"\d+",
     survey="|".join(SURVEYS),
+    variant="|".join(sorted(set(VARIANTS) | set(PRETRAINING["weights"]))),
 
 
 def catalogue_checkpoint(survey):
@@ -54,6 +81,28 @@ def shard_rows_digest(survey):
     return digest
 
 
+def catalogue_digest(survey):
+    """Changes when any row of the survey's catalogue changes (for jobs that use them all)."""
+
+    def digest(wildcards):
+        path = catalogue_checkpoint(survey).get().output.catalogue
+        digests = _shard_digests(path, os.path.getmtime(path))
+        return shard_digest(pd.DataFrame({"d": [digests[k] for k in sorted(digests)]}), "d")
+
+    return digest
+
+
+def variant_questions(variant):
+    """The DR5 questions a pretraining variant answers, in decision-tree order."""
+    questions = PRETRAINING["variants"].get(variant, "all")
+    return [q.name for q in DECALS_DR5] if questions == "all" else list(questions)
+
+
+def model_weights(variant):
+    """A configured weights file, or the one pretraining writes."""
+    return PRETRAINING["weights"].get(variant) or f"{RESULTS}/models/{variant}/model.weights.h5"
+
+
 def shard_files(pattern, survey):
     return expand(pattern, survey=survey, shard=SHARDS)
 
@@ -64,4 +113,11 @@ def all_outputs():
         out += shard_files(f"{RESULTS}/{{survey}}/crops/shard_{{shard}}.h5", survey)
         out.append(f"{RESULTS}/{survey}/qa_summary.csv")
     out.append(f"{RESULTS}/figures/sample_galaxies.png")
+    for survey in SURVEYS:
+        out += [f"{RESULTS}/{survey}/pca.h5", f"{RESULTS}/{survey}/pca_variance.csv"]
+    out += [f"{RESULTS}/representation_summary.csv"]
+    if any(v not in PRETRAINING["weights"] for v in VARIANTS):
+        out.append(f"{RESULTS}/figures/training_curves.png")
+    if config["survey"]["source"] == "simulated":
+        out += [f"{RESULTS}/checks/representation_check.csv", f"{RESULTS}/figures/representation_check.png"]
     return out

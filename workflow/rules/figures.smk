@@ -16,6 +16,7 @@ rule sample_galaxies_figure:
         examples_per_class=config["figures"]["examples_per_class"],
         seed=config["seed"],
         bands=config["cutouts"]["bands"],
+        crop_to=config["preprocessing"]["crop_to"],
     log:
         f"{RESULTS}/logs/sample_galaxies_figure.log",
     benchmark:

@@ -9,6 +9,7 @@ import pandas as pd  # noqa: E402
 from morphtools.cutouts import read_fits_cutout  # noqa: E402
 from morphtools.plots import sample_galaxies_figure  # noqa: E402
 from morphtools.preprocessing import fits_to_colour_image, load_jpeg_rgb  # noqa: E402
+from morphtools.pretraining import centre_crop  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.simulation.population import truth_class_label  # noqa: E402
 from morphtools.storage import atomic_path, read_crops_shard  # noqa: E402
@@ -23,7 +24,8 @@ def load_survey(crop_paths, manifest_paths, truth_path, id_column):
     crops = {}
     for p in crop_paths:
         ids, images, _, _ = read_crops_shard(p)
-        crops.update(zip(ids, images, strict=True))
+        # the network's view: the centre crop of the stored image
+        crops.update(zip(ids, centre_crop(images, snakemake.params.crop_to), strict=True))
     manifest = pd.concat([pd.read_csv(p, dtype={"galaxy_id": str}, keep_default_na=False) for p in manifest_paths])
     paths = dict(zip(manifest["galaxy_id"], manifest["path"], strict=True))
     truth = pd.read_csv(truth_path)

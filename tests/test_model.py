@@ -1,0 +1,84 @@
+import math
+
+import numpy as np
+import pytest
+
+from morphtools.decision_tree import DECALS_DR5
+from morphtools.model import (
+    REPRESENTATION_DIM,
+    ModelSpec,
+    build_model,
+    dirichlet_multinomial_log_prob_numpy,
+    dirichlet_multinomial_nll,
+    embedding_model,
+    expected_vote_fractions,
+    file_sha256,
+    load_trained,
+    make_loss,
+)
+
+
+def test_loss_matches_a_hand_computation():
+    # one two-answer question, votes (3, 1), concentrations (2, 1): a beta-binomial,
+    # P = C(4,3) B(5,2) / B(2,1) = 4 * (1/30) / (1/2) = 4/15
+    nll = dirichlet_multinomial_nll(np.array([[3.0, 1.0]]), np.array([[2.0, 1.0]]), [("q", slice(0, 2))])
+    assert float(np.asarray(nll)[0]) == pytest.approx(-math.log(4 / 15), rel=1e-5)
+    assert dirichlet_multinomial_log_prob_numpy([[3, 1]], [[2, 1]])[0] == pytest.approx(math.log(4 / 15))
+
+
+def test_unasked_questions_add_nothing_and_questions_add_up():
+    spec = ModelSpec(crop_size=32)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 30, (5, spec.n_answers)).astype(np.float32)
+    conc = (1 + 100 * rng.random((5, spec.n_answers))).astype(np.float32)
+    slices = spec.question_slices
+    bar = dict(slices)["bar"]
+    with_bar = np.asarray(dirichlet_multinomial_nll(counts, conc, slices))
+    counts_no_bar = counts.copy()
+    counts_no_bar[:, bar] = 0
+    without = np.asarray(dirichlet_multinomial_nll(counts_no_bar, conc, slices))
+    only_bar = -dirichlet_multinomial_log_prob_numpy(counts[:, bar], conc[:, bar])
+    np.testing.assert_allclose(with_bar - without, only_bar, rtol=1e-4)
+    # a galaxy with no votes at all costs exactly nothing, whatever the prediction
+    assert float(np.asarray(dirichlet_multinomial_nll(np.zeros((1, 34)), conc[:1], slices))[0]) == 0.0
+    # the Keras loss object is the batch mean of the per-galaxy sums
+    reference = -sum(dirichlet_multinomial_log_prob_numpy(counts[:, sl], conc[:, sl]) for _, sl in slices)
+    assert float(make_loss(spec)(counts, conc)) == pytest.approx(reference.mean(), rel=1e-4)
+
+
+def test_spec_orders_questions_and_rejects_unknown_ones():
+    spec = ModelSpec(crop_size=32, questions=("bar", "smooth-or-featured"))
+    assert spec.questions == ("smooth-or-featured", "bar")
+    assert spec.n_answers == 3 + 3
+    assert spec.answer_columns[0] == "smooth-or-featured_smooth"
+    assert ModelSpec(crop_size=32).n_answers == sum(len(q.answers) for q in DECALS_DR5) == 34
+    with pytest.raises(ValueError, match="unknown decision-tree question"):
+        ModelSpec(crop_size=32, questions=("has-rings",))
+
+
+def test_model_outputs_and_representation_shapes():
+    spec = ModelSpec(crop_size=32)
+    model = build_model(spec, seed=1)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype(np.float32)
+    conc = np.asarray(model.predict_on_batch(x))
+    assert conc.shape == (3, 34) and np.all(conc > 1) and np.all(conc < 101)
+    rep, conc2 = embedding_model(model).predict_on_batch(x)
+    assert np.asarray(rep).shape == (3, REPRESENTATION_DIM)
+    np.testing.assert_allclose(np.asarray(conc2), conc, rtol=1e-5)
+    fractions = expected_vote_fractions(conc, spec)
+    for _, sl in spec.question_slices:
+        np.testing.assert_allclose(fractions[:, sl].sum(1), 1.0, rtol=1e-5)
+
+
+def test_weights_round_trip_and_mismatched_file_is_named(tmp_path):
+    spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
+    model = build_model(spec, seed=2)
+    path = tmp_path / "m.weights.h5"
+    model.save_weights(path)
+    x = np.full((2, 32, 32, 1), 100.0, np.float32)
+    again = load_trained(path, spec)
+    np.testing.assert_allclose(np.asarray(again.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)),
+                               rtol=1e-5)
+    assert len(file_sha256(path)) == 64
+    with pytest.raises(ValueError, match="m.weights.h5"):
+        load_trained(path, ModelSpec(crop_size=32))  # 34 answers, file has 3

@@ -1,0 +1,153 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morphtools.model import ModelSpec
+from morphtools.pretraining import (
+    Checkpoint,
+    ImageStore,
+    TrainingParams,
+    VoteBatches,
+    augment,
+    centre_crop,
+    fingerprint,
+    pretrain,
+    split_by_id,
+    vote_counts,
+)
+from morphtools.storage import write_crops_shard
+
+
+def write_shards(tmp_path, n_per_shard=(12, 9), size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    paths, ids = [], []
+    for k, n in enumerate(n_per_shard):
+        shard_ids = [f"g{k}_{i}" for i in range(n)]
+        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+        path = tmp_path / f"shard_{k}.h5"
+        write_crops_shard(path, shard_ids, images, np.zeros((n, 8, 8, 3), np.uint8), {"resize_to": size})
+        paths.append(path)
+        ids += shard_ids
+    return paths, ids
+
+
+def test_image_store_streaming_equals_in_memory(tmp_path):
+    paths, ids = write_shards(tmp_path)
+    in_memory = ImageStore(paths)
+    streamed = ImageStore(paths, max_memory_bytes=0)
+    assert list(in_memory.galaxy_ids) == ids and len(streamed) == 21
+    rows = np.array([20, 3, 15, 0, 11, 12])  # across both files, out of order
+    np.testing.assert_array_equal(in_memory.read(rows), streamed.read(rows))
+    assert streamed._memory is None and in_memory._memory is not None
+
+
+def test_augment_and_centre_crop():
+    image = np.zeros((40, 40), np.uint8)
+    image[18:22, 18:22] = 255
+    rng = np.random.default_rng(0)
+    views = [augment(image, 32, rng) for _ in range(20)]
+    assert all(v.shape == (32, 32) and v.dtype == np.float32 for v in views)
+    # the bright centre stays in view: the crop offset is at most 8 px
+    assert all(v.max() > 100 for v in views)
+    # and the views differ (random crop/rotation/flip)
+    assert len({v.tobytes() for v in views}) == 20
+    crop = centre_crop(image[None], 32)[0]
+    assert crop.shape == (32, 32) and crop[14:18, 14:18].min() == 255
+    with pytest.raises(ValueError, match="larger than the stored images"):
+        centre_crop(image[None], 48)
+
+
+def test_split_by_id_is_stable_when_galaxies_are_added():
+    ids = [f"g{i}" for i in range(2000)]
+    split = split_by_id(ids, 0.1, seed=3)
+    assert 0.07 < split.mean() < 0.13
+    more = split_by_id(ids + [f"new{i}" for i in range(500)], 0.1, seed=3)
+    np.testing.assert_array_equal(more[:2000], split)
+
+
+def test_vote_counts_aligns_and_names_problems():
+    spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
+    cat = pd.DataFrame({"galaxy_id": ["a", "b"], "smooth-or-featured_smooth": [3, 0],
+                        "smooth-or-featured_featured-or-disk": [1, 5], "smooth-or-featured_artifact": [0, 1]})
+    np.testing.assert_array_equal(vote_counts(cat, ["b", "a"], spec), [[0, 5, 1], [3, 1, 0]])
+    with pytest.raises(KeyError, match="not in the catalogue.*zz"):
+        vote_counts(cat, ["a", "zz"], spec)
+    bad = cat.copy()
+    bad.loc[1, "smooth-or-featured_smooth"] = -2
+    with pytest.raises(ValueError, match="invalid vote counts.*'b'"):
+        vote_counts(bad, ["a", "b"], spec)
+
+
+def test_batches_are_reproducible_per_epoch(tmp_path):
+    paths, _ = write_shards(tmp_path)
+    store = ImageStore(paths)
+    counts = np.arange(21 * 3, dtype=np.float32).reshape(21, 3)
+    batches = VoteBatches(store, np.arange(21), counts, 32, 8, True, seed=5)
+    batches.set_epoch(2)
+    first = [(x.copy(), y.copy()) for x, y in batches]
+    assert [len(x) for x, _ in first] == [8, 8, 5] and first[0][0].shape == (8, 32, 32, 1)
+    batches.set_epoch(0)
+    batches.set_epoch(2)
+    again = list(batches)
+    for (x1, y1), (x2, y2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def killing_progress(after_updates):
+    """A progress factory whose bars raise after ``after_updates`` updates in total,
+    standing in for a job killed mid-epoch."""
+    seen = {"n": 0}
+
+    class Bar:
+        def __init__(self, **kwargs):
+            pass
+
+        def update(self, n):
+            seen["n"] += 1
+            if seen["n"] > after_updates:
+                raise Interrupt
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    return Bar
+
+
+def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
+    paths, ids = write_shards(tmp_path, (20, 20), size=36)
+    store = ImageStore(paths)
+    spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
+    counts = np.random.default_rng(1).integers(0, 20, (40, 3)).astype(np.float32)
+    params = TrainingParams(epochs=3, batch_size=16, validation_fraction=0.25, seed=4)
+    ckpt = tmp_path / "ckpt"
+    batches_per_epoch = 2  # 30ish training galaxies / 16
+    with pytest.raises(Interrupt):
+        pretrain(store, counts, spec, params, ckpt, progress=killing_progress(batches_per_epoch + 1))
+    assert (ckpt / "state.json").exists()  # epoch 1 finished and was saved before the kill
+    logger = logging.getLogger("resume-test")
+    with caplog.at_level(logging.INFO, logger="resume-test"):
+        model, history = pretrain(store, counts, spec, params, ckpt, logger=logger)
+    assert "resuming" in caplog.text and "after epoch 1" in caplog.text
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert np.isfinite(history["val_loss"]).all()
+    # raising the epoch limit continues; changing the data starts afresh
+    _, longer = pretrain(store, counts, spec, TrainingParams(**{**params.__dict__, "epochs": 4}), ckpt)
+    assert list(longer["epoch"]) == [1, 2, 3, 4] and longer["loss"].iloc[:3].tolist() == history["loss"].tolist()
+    # a checkpoint of other data or settings is never resumed
+    same = fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape)
+    assert Checkpoint(ckpt, same).load_state()["epochs_done"] == 4
+    for other in (fingerprint(store.galaxy_ids, counts + 1, spec, params, store.image_shape),
+                  fingerprint(store.galaxy_ids[::-1], counts, spec, params, store.image_shape),
+                  fingerprint(store.galaxy_ids, counts, spec, TrainingParams(**{**params.__dict__, "seed": 5}),
+                              store.image_shape)):
+        assert other != same and Checkpoint(ckpt, other).load_state() is None
