@@ -87,7 +87,12 @@ def test_batches_are_reproducible_per_epoch(tmp_path):
     batches = VoteBatches(store, np.arange(21), counts, 32, 8, True, seed=5)
     batches.set_epoch(2)
     first = [(x.copy(), y.copy()) for x, y in batches]
-    assert [len(x) for x, _ in first] == [8, 8, 5] and first[0][0].shape == (8, 32, 32, 1)
+    # training batches all have one shape: the 5 left over are skipped this epoch
+    assert [len(x) for x, _ in first] == [8, 8] and first[0][0].shape == (8, 32, 32, 1)
+    batches.set_epoch(3)
+    assert {tuple(y[:, 0]) for _, y in batches} != {tuple(y[:, 0]) for _, y in first}
+    validation = VoteBatches(store, np.arange(21), counts, 32, 8, False, seed=5)
+    assert [len(x) for x, _ in validation] == [8, 8, 5]  # nobody is skipped when evaluating
     batches.set_epoch(0)
     batches.set_epoch(2)
     again = list(batches)
@@ -130,9 +135,10 @@ def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
     counts = np.random.default_rng(1).integers(0, 20, (40, 3)).astype(np.float32)
     params = TrainingParams(epochs=3, batch_size=16, validation_fraction=0.25, seed=4)
     ckpt = tmp_path / "ckpt"
-    batches_per_epoch = 2  # 30ish training galaxies / 16
+    n_train = int((~split_by_id(store.galaxy_ids, params.validation_fraction, params.seed)).sum())
+    batches_per_epoch = n_train // params.batch_size
     with pytest.raises(Interrupt):
-        pretrain(store, counts, spec, params, ckpt, progress=killing_progress(batches_per_epoch + 1))
+        pretrain(store, counts, spec, params, ckpt, progress=killing_progress(batches_per_epoch))  # dies in epoch 2
     assert (ckpt / "state.json").exists()  # epoch 1 finished and was saved before the kill
     logger = logging.getLogger("resume-test")
     with caplog.at_level(logging.INFO, logger="resume-test"):

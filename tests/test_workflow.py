@@ -162,3 +162,19 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "bad.yaml"), check=False)
     assert proc.returncode != 0
     assert "crop_to" in proc.stdout + proc.stderr and "big" in proc.stdout + proc.stderr
+
+
+def test_paper_config_validates_and_plans_every_variant(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", config="paper.yaml")
+    assert "pretrain" in proc.stdout and "simulate_decals_survey" in proc.stdout
+
+
+def test_missing_weights_file_fails_at_start_naming_it(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    config["pretraining"]["weights"] = {"multi": str(tmp_path / "nowhere.weights.h5")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"), check=False)
+    assert proc.returncode != 0 and "pretraining.weights.multi" in proc.stderr + proc.stdout
+    assert "nowhere.weights.h5" in proc.stderr + proc.stdout

@@ -24,7 +24,7 @@ from .model import (
     embedding_model,
     expected_vote_fractions,
 )
-from .pretraining import centre_crop, model_input
+from .pretraining import centre_crop, model_input, predict_padded
 from .storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def embed_images(embedder, images: np.ndarray, spec: ModelSpec, batch_size: int 
     bar = progress(total=n, desc="embedding", unit="galaxy") if progress else None
     for start in range(0, n, batch_size):
         batch = model_input(centre_crop(images[start:start + batch_size], spec.crop_size))
-        rep, conc = embedder.predict_on_batch(batch)
+        rep, conc = predict_padded(embedder, batch, batch_size)
         reps[start:start + len(batch)] = np.asarray(rep, np.float32)
         fractions[start:start + len(batch)] = expected_vote_fractions(np.asarray(conc), spec)
         if bar is not None:
@@ -59,7 +59,9 @@ def write_embeddings(path, galaxy_ids, representation, fractions, attrs: dict, s
         f.create_dataset("galaxy_id", data=np.asarray([str(g) for g in galaxy_ids], dtype=object),
                          dtype=h5py.string_dtype())
         for name, data in (("representation", representation), ("predicted_fractions", fractions)):
-            data = np.asarray(data, np.float32).reshape(n, -1)
+            data = np.asarray(data, np.float32)
+            if data.ndim != 2 or len(data) != n:
+                raise ValueError(f"{path}: {name} has shape {data.shape}, expected ({n}, d)")
             chunks = (max(1, min(n, chunk_rows)), data.shape[1]) if n else None
             f.create_dataset(name, data=data, chunks=chunks)
         if shard is not None:

@@ -160,12 +160,18 @@ def vote_counts(catalogue: pd.DataFrame, galaxy_ids, spec: ModelSpec) -> np.ndar
 class VoteBatches:
     """Batches of (augmented or centre-cropped images (b, crop, crop, 1), vote counts
     (b, n_answers)). The order and augmentation of epoch ``e`` depend only on (seed, e), so
-    a resumed run sees the batches it would have seen."""
+    a resumed run sees the batches it would have seen.
+
+    Training batches (``augment_images``) all have ``batch_size`` galaxies: the few left
+    over after the last full batch are skipped for that epoch (a different few each epoch,
+    as the order is reshuffled), because a batch of another shape makes the compiled
+    training step trace again, which costs seconds per epoch on a CPU."""
 
     def __init__(self, store: ImageStore, rows, counts, crop: int, batch_size: int, augment_images: bool,
                  seed: int):
         self.store, self.rows, self.counts = store, np.asarray(rows), counts
         self.crop, self.batch_size = crop, batch_size
+        self.drop_remainder = augment_images and len(self.rows) >= batch_size
         self.augment_images, self.seed = augment_images, seed
         self.set_epoch(0)
 
@@ -175,7 +181,13 @@ class VoteBatches:
         self.order = rng.permutation(len(self.rows)) if self.augment_images else np.arange(len(self.rows))
 
     def __len__(self):
+        if self.drop_remainder:
+            return len(self.rows) // self.batch_size
         return math.ceil(len(self.rows) / self.batch_size)
+
+    @property
+    def galaxies_per_epoch(self) -> int:
+        return min(len(self.rows), len(self) * self.batch_size)
 
     def __getitem__(self, i):
         sel = self.order[i * self.batch_size:(i + 1) * self.batch_size]
@@ -254,6 +266,19 @@ class Checkpoint:
         os.replace(tmp, path)
 
 
+def predict_padded(model, x: np.ndarray, batch_size: int):
+    """``model.predict_on_batch`` with a short batch padded to ``batch_size`` (and the
+    padding dropped from the outputs), so every call has one shape and nothing is traced
+    twice. Works for models with one output or several."""
+    n = len(x)
+    if n < batch_size:
+        x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+    out = model.predict_on_batch(x)
+    if isinstance(out, (list, tuple)):
+        return [np.asarray(o)[:n] for o in out]
+    return np.asarray(out)[:n]
+
+
 def validation_loss(model, batches: VoteBatches, spec: ModelSpec) -> float:
     """Mean per-galaxy Dirichlet-multinomial NLL on centre crops (dropout off), computed in
     float64 from the predicted concentrations."""
@@ -261,7 +286,7 @@ def validation_loss(model, batches: VoteBatches, spec: ModelSpec) -> float:
 
     total, n = 0.0, 0
     for x, counts in batches:
-        conc = np.asarray(model.predict_on_batch(x), np.float64)
+        conc = predict_padded(model, x, batches.batch_size).astype(np.float64)
         nll = -sum(dirichlet_multinomial_log_prob_numpy(counts[:, sl], conc[:, sl]) for _, sl in spec.question_slices)
         total += float(nll.sum())
         n += len(x)
@@ -272,7 +297,7 @@ def train_one_epoch(model, batches: VoteBatches, progress=None, desc: str = "") 
     """One pass of ``train_on_batch`` (faster and steadier than ``fit`` on a generator on
     a two-core machine); returns the epoch's mean training loss."""
     model.reset_metrics()
-    bar = progress(total=len(batches.rows), desc=desc, unit="galaxy") if progress else None
+    bar = progress(total=batches.galaxies_per_epoch, desc=desc, unit="galaxy") if progress else None
     losses, sizes = [], []
     for x, y in batches:
         loss = model.train_on_batch(x, y)
@@ -333,7 +358,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         seconds = time.perf_counter() - t0
         val_loss = validation_loss(model, val, spec)
         row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": seconds,
-               "images_per_second": len(train_rows) / seconds}
+               "images_per_second": train.galaxies_per_epoch / seconds}
         state["history"].append(row)
         if val_loss < state["best_val_loss"]:
             state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
