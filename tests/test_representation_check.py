@@ -23,6 +23,8 @@ def test_knn_recovers_clusters_and_not_noise():
     good = knn_majority_vote(points, labels, CheckParams())
     assert good["accuracy"] > 0.95 and good["chance_majority_class"] == pytest.approx(0.25, abs=0.06)
     assert np.asarray(good["confusion"]).sum() == good["n_held_out"]
+    # float64 with string labels too (scikit-learn's fast path once failed on that)
+    assert knn_majority_vote(points.astype(np.float64), labels, CheckParams())["accuracy"] == good["accuracy"]
     noise = np.random.default_rng(1).normal(size=points.shape)
     bad = knn_majority_vote(noise, labels, CheckParams())
     assert bad["accuracy"] < 0.45

@@ -166,7 +166,11 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
 
 def test_paper_config_validates_and_plans_every_variant(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config="paper.yaml")
-    assert "pretrain" in proc.stdout and "simulate_decals_survey" in proc.stdout
+    # multi and four single-question models; 64 shards x 2 surveys embedded with multi
+    assert re.search(r"^pretrain\s+5$", proc.stdout, re.M)
+    assert re.search(r"^embed\s+128$", proc.stdout, re.M)
+    for variant in ("multi", "smooth-or-featured", "has-spiral-arms", "bar", "bulge-size"):
+        assert f"models/{variant}/model.weights.h5" in proc.stdout
 
 
 def test_missing_weights_file_fails_at_start_naming_it(tmp_path):

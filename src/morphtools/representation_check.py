@@ -42,10 +42,12 @@ def knn_majority_vote(pca: np.ndarray, labels: np.ndarray, params: CheckParams) 
     held_out = rng.random(len(labels)) < params.held_out_fraction
     if held_out.all() or not held_out.any():
         raise ValueError(f"{len(labels)} galaxies are too few for a held-out split")
+    # integer codes: scikit-learn 1.7's fast k-NN path fails on string labels with float64
+    classes, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    labels = classes[codes]
     knn = KNeighborsClassifier(n_neighbors=params.k, metric=params.metric)
-    knn.fit(pca[~held_out], labels[~held_out])
-    predicted = knn.predict(pca[held_out])
-    classes = np.unique(labels)
+    knn.fit(pca[~held_out], codes[~held_out])
+    predicted = classes[knn.predict(pca[held_out])]
     reference_share = pd.Series(labels[~held_out]).value_counts(normalize=True)
     return {
         "accuracy": float((predicted == labels[held_out]).mean()),
