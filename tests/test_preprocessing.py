@@ -102,7 +102,7 @@ def test_bad_cutouts_are_recorded_and_the_shard_completes(tmp_path):
         "reason": [""] * 5 + ["nofetch: HTTPError: 500"],
     })
     ids, crops, _, qa = preprocess_shard(manifest, PreprocessingParams(), "fits")
-    assert list(ids) == ["good"] and crops.shape == (1, 224, 224)
+    assert list(ids) == ["good"] and crops.shape == (1, 300, 300)  # stored at resize_to
     reasons = dict(zip(qa["galaxy_id"], qa["reason"], strict=True))
     assert qa.set_index("galaxy_id").loc["good", "status"] == "ok"
     assert "trunc.fits" in reasons["trunc"]

@@ -17,10 +17,10 @@ def test_crops_shard_round_trip(tmp_path):
 
 
 def test_empty_shard_is_valid(tmp_path):
-    write_crops_shard(tmp_path / "e.h5", [], np.zeros((0, 224, 224), np.uint8), np.zeros((0, 128, 128, 3), np.uint8),
+    write_crops_shard(tmp_path / "e.h5", [], np.zeros((0, 300, 300), np.uint8), np.zeros((0, 128, 128, 3), np.uint8),
                       {"resize_to": 300, "thumbnail_size": 128})
     ids, images, _, _ = read_crops_shard(tmp_path / "e.h5")
-    assert len(ids) == 0 and images.shape == (0, 224, 224)
+    assert len(ids) == 0 and images.shape == (0, 300, 300)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
