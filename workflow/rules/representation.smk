@@ -23,7 +23,7 @@ rule pretrain:
         catalogue_digest=catalogue_digest("decals"),
         # kept when the job fails or is killed, so a rerun resumes from the last epoch
         checkpoint_dir=f"{RESULTS}/models/{{variant}}/checkpoint",
-    threads: workflow.cores
+    threads: 8  # capped at --cores by Snakemake; the framework uses what it is given
     resources:
         gpu=config["gpus"],
         mem_mb=8000,
@@ -50,7 +50,7 @@ rule embed:
         crop_to=config["preprocessing"]["crop_to"],
         dropout=PRETRAINING["dropout"],
         batch_size=config["embedding"]["batch_size"],
-    threads: workflow.cores
+    threads: 8  # capped at --cores by Snakemake; the framework uses what it is given
     resources:
         gpu=config["gpus"],
         mem_mb=6000,
