@@ -73,7 +73,7 @@ def main():
                 embedder.predict_on_batch(cropped[s:s + args.batch])
 
         def pipeline_embed():
-            embed_shard(crops, model, spec, Path(tmp) / "emb.h5", {"model_sha256": "bench"}, args.batch)
+            embed_shard(crops, embedder, spec, Path(tmp) / "emb.h5", {"model_sha256": "bench"}, args.batch)
 
         t_bare, t_pipe = timed(bare_embed), timed(pipeline_embed)
 

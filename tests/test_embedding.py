@@ -16,7 +16,7 @@ def test_embed_shard_matches_the_bare_model_and_records_identity(tmp_path):
     write_crops_shard(crops, [f"g{i}" for i in range(5)], images, np.zeros((5, 8, 8, 3), np.uint8),
                       {"resize_to": 40, "crop_to": 32})
     out = tmp_path / "emb.h5"
-    n = embed_shard(crops, model, spec, out, {"model_sha256": "abc", "model_variant": "test"}, batch_size=2)
+    n = embed_shard(crops, embedding_model(model), spec, out, {"model_sha256": "abc", "model_variant": "test"}, batch_size=2)
     got = read_embeddings(out)
     assert n == 5 and list(got["galaxy_id"]) == [f"g{i}" for i in range(5)]
     rep, conc = embedding_model(model).predict_on_batch(images[:, 4:36, 4:36, None].astype(np.float32))

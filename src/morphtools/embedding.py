@@ -12,22 +12,14 @@ The merged file adds ``shard`` (n,) int16 and is chunked by rows so readers can 
 
 from __future__ import annotations
 
-import logging
 import time
 
 import h5py
 import numpy as np
 
-from .model import (
-    REPRESENTATION_DIM,
-    ModelSpec,
-    embedding_model,
-    expected_vote_fractions,
-)
+from .model import REPRESENTATION_DIM, ModelSpec, expected_vote_fractions
 from .pretraining import centre_crop, model_input, predict_padded
-from .storage import atomic_path
-
-log = logging.getLogger(__name__)
+from .storage import atomic_path, decode_ids
 
 EMBEDDING_DATASETS = ("galaxy_id", "representation", "predicted_fractions")
 
@@ -79,27 +71,30 @@ def read_embeddings(path, datasets=EMBEDDING_DATASETS) -> dict:
                 raise KeyError(f"{path}: no dataset {name!r} (has {list(f)})")
             data = f[name][:]
             if name == "galaxy_id":
-                data = np.array([g.decode() if isinstance(g, bytes) else str(g) for g in data], dtype=object)
+                data = decode_ids(data)
             out[name] = data
         out["attrs"] = dict(f.attrs)
     return out
 
 
-def embed_shard(crops_path, model, spec: ModelSpec, out_path, identity: dict, batch_size: int = 128,
+def embed_shard(crops_path, embedder, spec: ModelSpec, out_path, identity: dict, batch_size: int = 128,
                 progress=None, logger=None) -> int:
-    """Embed every galaxy of one crops shard into ``out_path``. ``identity`` (model_sha256,
-    model_variant, ...) is stored as attributes. Returns the number of galaxies."""
+    """Embed every galaxy of one crops shard into ``out_path``. ``embedder`` is
+    :func:`~morphtools.model.embedding_model` of the trained network, built once by the
+    caller (building it again per shard would compile it again). ``identity``
+    (model_sha256, model_variant, ...) is stored as attributes. Returns the number of
+    galaxies."""
     import keras
 
     from .model import accelerator
 
     with h5py.File(crops_path, "r") as f:
-        ids = np.array([g.decode() if isinstance(g, bytes) else str(g) for g in f["galaxy_id"][:]], dtype=object)
+        ids = decode_ids(f["galaxy_id"][:])
         images = f["images"][:]
         crop_attrs = {f"preprocessing_{k}": v for k, v in f.attrs.items()}
     t0 = time.perf_counter()
     if len(ids):
-        reps, fractions = embed_images(embedding_model(model), images, spec, batch_size, progress)
+        reps, fractions = embed_images(embedder, images, spec, batch_size, progress)
     else:
         reps = np.zeros((0, REPRESENTATION_DIM), np.float32)
         fractions = np.zeros((0, spec.n_answers), np.float32)
@@ -167,15 +162,17 @@ def representation_summary(path, pca_variance, survey: str) -> dict:
         row.update(galaxies=int(n), dimensions=int(dim), model_variant=str(f.attrs.get("model_variant", "")),
                    model_sha256=str(f.attrs.get("model_sha256", ""))[:16], backend=str(f.attrs.get("backend", "")),
                    crop_size=int(f.attrs.get("crop_size", 0)))
-        total, total_sq, active = 0.0, 0.0, np.zeros(dim, bool)
-        for start in range(0, n, 4096):
+        sums, sums_sq = np.zeros(dim), np.zeros(dim)
+        for start in range(0, n, 4096):  # streamed: memory does not grow with the catalogue
             block = np.asarray(rep[start:start + 4096], np.float64)
-            total += block.sum(0).sum()
-            total_sq += (block ** 2).sum()
-            active |= block.std(0) > 0 if len(block) > 1 else False
-        row["mean_value"] = total / max(n * dim, 1)
-        row["rms_value"] = float(np.sqrt(total_sq / max(n * dim, 1)))
-        row["active_dimensions"] = int(active.sum())
+            sums += block.sum(0)
+            sums_sq += (block ** 2).sum(0)
+        mean = sums / max(n, 1)
+        variance = np.clip(sums_sq / max(n, 1) - mean ** 2, 0, None)
+        row["mean_value"] = float(mean.mean())
+        row["rms_value"] = float(np.sqrt(sums_sq.sum() / max(n * dim, 1)))
+        # relative threshold: float rounding leaves a tiny variance on constant dimensions
+        row["active_dimensions"] = int((variance > 1e-12 * max(float(variance.max()), 1e-30)).sum())
     for r in pca_variance.itertuples(index=False):
         row[f"pca{int(r.n_components)}_explained_variance"] = float(r.explained_variance)
     return row

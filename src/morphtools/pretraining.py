@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .model import ModelSpec, build_model, compile_model
-from .storage import atomic_path, write_csv
+from .storage import atomic_path, decode_ids
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ImageStore:
         ids, offsets, shapes = [], [0], set()
         for p in self.paths:
             with h5py.File(p, "r") as f:
-                ids.extend(g.decode() if isinstance(g, bytes) else str(g) for g in f["galaxy_id"][:])
+                ids.extend(decode_ids(f["galaxy_id"][:]))
                 offsets.append(offsets[-1] + len(f["galaxy_id"]))
                 if len(f["images"]):
                     shapes.add(f["images"].shape[1:])
@@ -378,7 +378,3 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     model.load_weights(checkpoint.best)
     return model, pd.DataFrame(state["history"], columns=["epoch", "loss", "val_loss", "seconds",
                                                           "images_per_second"])
-
-
-def save_history(history: pd.DataFrame, path) -> None:
-    write_csv(history, path)

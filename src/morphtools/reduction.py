@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import IncrementalPCA
 
-from .storage import atomic_path
+from .storage import atomic_path, decode_ids
 
 
 def batch_bounds(n_rows: int, batch_size: int, min_rows: int) -> list[tuple[int, int]]:
@@ -76,5 +76,5 @@ def explained_variance_table(ipca: IncrementalPCA, dims=(10, 15, 40)) -> pd.Data
 def read_projection(path, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """(galaxy_ids, (n, dims) float32) from a PCA file."""
     with h5py.File(path, "r") as f:
-        ids = np.array([g.decode() if isinstance(g, bytes) else str(g) for g in f["galaxy_id"][:]], dtype=object)
+        ids = decode_ids(f["galaxy_id"][:])
         return ids, f[f"pca_{dims}"][:]

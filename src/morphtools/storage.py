@@ -42,6 +42,11 @@ def write_csv(df: pd.DataFrame, path) -> None:
         df.to_csv(tmp, index=False)
 
 
+def decode_ids(values) -> np.ndarray:
+    """HDF5 string ids (bytes or str) -> object array of str, shape (n,)."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+
+
 def write_crops_shard(path, galaxy_ids, images: np.ndarray, thumbnails: np.ndarray, attrs: dict) -> None:
     galaxy_ids = np.asarray([str(g) for g in galaxy_ids], dtype=object)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -60,5 +65,5 @@ def write_crops_shard(path, galaxy_ids, images: np.ndarray, thumbnails: np.ndarr
 def read_crops_shard(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(galaxy_ids (n,), images (n, c, c) uint8, thumbnails (n, t, t, 3) uint8, attrs)."""
     with h5py.File(path, "r") as f:
-        ids = np.array([g.decode() if isinstance(g, bytes) else g for g in f["galaxy_id"][:]], dtype=object)
+        ids = decode_ids(f["galaxy_id"][:])
         return ids, f["images"][:], f["thumbnails"][:], dict(f.attrs)

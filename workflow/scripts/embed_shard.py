@@ -5,7 +5,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 from morphtools.embedding import embed_shard  # noqa: E402
-from morphtools.model import ModelSpec, file_sha256, load_trained, use_mixed_precision_if_gpu  # noqa: E402
+from morphtools.model import (  # noqa: E402
+    ModelSpec,
+    embedding_model,
+    file_sha256,
+    load_trained,
+    use_mixed_precision_if_gpu,
+)
 from morphtools.progress import progress_counter  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 
@@ -19,5 +25,5 @@ identity = {"model_variant": snakemake.params.model, "model_sha256": file_sha256
             "model_file": str(snakemake.input.weights), "survey": survey, "shard": shard}
 log.info("%s shard %d with model %s (%s) on %s", survey, shard, snakemake.params.model,
          identity["model_sha256"][:12], device)
-embed_shard(snakemake.input.crops, model, spec, snakemake.output.embeddings, identity,
+embed_shard(snakemake.input.crops, embedding_model(model), spec, snakemake.output.embeddings, identity,
             batch_size=snakemake.params.batch_size, progress=progress_counter, logger=log)

@@ -7,10 +7,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import pandas as pd  # noqa: E402
 
 from morphtools.model import ModelSpec, use_mixed_precision_if_gpu  # noqa: E402
-from morphtools.pretraining import ImageStore, TrainingParams, pretrain, save_history, vote_counts  # noqa: E402
+from morphtools.pretraining import ImageStore, TrainingParams, pretrain, vote_counts  # noqa: E402
 from morphtools.progress import progress_counter  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
-from morphtools.storage import atomic_path  # noqa: E402
+from morphtools.storage import atomic_path, write_csv  # noqa: E402
 
 variant = snakemake.wildcards.variant
 log = log_to(snakemake.log[0], f"pretrain.{variant}")
@@ -29,5 +29,5 @@ model, history = pretrain(store, counts, spec, params, snakemake.params.checkpoi
                           progress=progress_counter, logger=log)
 with atomic_path(snakemake.output.weights, suffix=".part.weights.h5") as tmp:
     model.save_weights(tmp)
-save_history(history, snakemake.output.history)
+write_csv(history, snakemake.output.history)
 log.info("wrote %s (best validation loss %.4f)", snakemake.output.weights, history["val_loss"].min())
