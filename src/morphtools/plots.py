@@ -94,3 +94,71 @@ def representation_check_figure(knn: dict, probe: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def thumbnail_map_figure(xy: np.ndarray, centres: np.ndarray, thumbnails: np.ndarray, cell_size: float, path,
+                         title: str = "", note: str = "") -> None:
+    """Galaxy thumbnails on a 2-D map (paper Fig. 1). ``xy`` (n, 2) every galaxy's position,
+    drawn as grey points; ``thumbnails`` (m, t, t, 3) uint8 drawn ``cell_size`` map units
+    wide, centred on ``centres`` (m, 2): the centres of the grid cells the galaxies lie in
+    (within half a cell of their own position), so thumbnails tile without hiding each
+    other. With no galaxies, the figure carries ``note`` instead."""
+    fig, ax = plt.subplots(figsize=(9, 9))
+    if len(xy):
+        ax.scatter(xy[:, 0], xy[:, 1], s=2, color="0.6", zorder=0, linewidths=0)
+        half = 0.48 * cell_size  # a thin white gap between neighbouring thumbnails
+        for (x, y), image in zip(centres, thumbnails, strict=True):
+            ax.imshow(image, extent=(x - half, x + half, y - half, y + half), zorder=1, interpolation="lanczos")
+        ax.set_xlim(xy[:, 0].min() - cell_size, xy[:, 0].max() + cell_size)
+        ax.set_ylim(xy[:, 1].min() - cell_size, xy[:, 1].max() + cell_size)
+        ax.set_aspect("equal")
+    if note:
+        ax.text(0.5, 0.5 if not len(xy) else 0.01, note, transform=ax.transAxes, ha="center",
+                va="center" if not len(xy) else "bottom", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def galaxy_rows_figure(rows: list[list[np.ndarray]], path, row_labels: list[str] | None = None,
+                       captions: list[list[str]] | None = None, marked: list[list[bool]] | None = None,
+                       title: str = "", query_per_row: bool = True) -> None:
+    """Rows of galaxy thumbnails (uint8 RGB), the first of each row the query, framed in
+    green (paper Fig. 2); with ``query_per_row`` False only the very first image is a
+    query (one search wrapped over several rows). ``marked[r][c]`` puts a small orange square on an image (e.g.
+    'carries the query's tag'); ``captions`` go under the images, ``row_labels`` left of
+    each row."""
+    ncols = max(1, max((len(r) for r in rows), default=1))
+    label_width = 1.6 if row_labels else 0.05  # inches left of the images
+    width = 1.25 * ncols + label_width
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(width, 1.38 * len(rows) + 0.4), squeeze=False)
+    for r, images in enumerate(rows):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c >= len(images):
+                continue
+            ax.imshow(images[c])
+            if c == 0 and (query_per_row or r == 0):
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color("#2ca02c")
+                    spine.set_linewidth(3)
+            if marked is not None and marked[r][c]:
+                ax.add_patch(plt.Rectangle((0.04, 0.04), 0.14, 0.14, transform=ax.transAxes, color="#ff7f0e"))
+            if captions is not None:
+                ax.set_xlabel(captions[r][c], fontsize=6, labelpad=1)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.04, hspace=0.25, left=label_width / width, right=0.995,
+                        top=0.93 if title else 0.99, bottom=0.02)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

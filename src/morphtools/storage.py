@@ -67,3 +67,19 @@ def read_crops_shard(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     with h5py.File(path, "r") as f:
         ids = decode_ids(f["galaxy_id"][:])
         return ids, f["images"][:], f["thumbnails"][:], dict(f.attrs)
+
+
+def read_thumbnails(path, galaxy_ids) -> np.ndarray:
+    """(len(galaxy_ids), t, t, 3) uint8 colour thumbnails of the named galaxies of one crops
+    shard, in the order asked, reading only their rows."""
+    with h5py.File(path, "r") as f:
+        stored = {g: i for i, g in enumerate(decode_ids(f["galaxy_id"][:]))}
+        missing = [g for g in galaxy_ids if str(g) not in stored]
+        if missing:
+            raise KeyError(f"{path}: no thumbnails for {missing[:5]}")
+        rows = np.array([stored[str(g)] for g in galaxy_ids], np.int64)
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing rows only
+        thumbs = f["thumbnails"]
+        if not len(unique):
+            return np.zeros((0, *thumbs.shape[1:]), np.uint8)
+        return thumbs[unique][inverse]

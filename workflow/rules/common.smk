@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 # the science package, importable without installing it (e.g. under --sdm conda)
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
-from morphtools.decision_tree import DECALS_DR5  # noqa: E402
+from morphtools.decision_tree import DECALS_DR5, DECALS_QUESTIONS  # noqa: E402
 from morphtools.sharding import shard_digest  # noqa: E402
 
 
@@ -26,6 +26,8 @@ PRETRAINING = config["pretraining"]
 VARIANTS = list(PRETRAINING["variants"])
 EMBEDDING_MODEL = config["embedding"]["model"]
 PCA_DIMS = sorted(config["pca"]["components"])
+SIMILARITY = config["similarity"]
+MAPS = config["representation_maps"]
 
 
 def _check_model_config():
@@ -47,10 +49,26 @@ def _check_model_config():
 _check_model_config()
 
 
+def _check_similarity_config():
+    """The spaces searched and mapped must be stored; map filters must name answers the
+    embedding model predicts."""
+    stored = [f"pca_{d}" for d in PCA_DIMS] + ["representation"]
+    for key, space in (("similarity.space", SIMILARITY["space"]), ("representation_maps.space", MAPS["space"])):
+        if space not in stored:
+            raise ValueError(f"{key} {space!r}: not a stored space; choose one of {stored} (pca.components)")
+    answers = {c for q in variant_questions(EMBEDDING_MODEL) for c in DECALS_QUESTIONS[q].answer_columns("_fraction")}
+    for subset, thresholds in MAPS["subsets"].items():
+        for name in thresholds:
+            if name not in answers:
+                raise ValueError(f"representation_maps.subsets.{subset}: {name!r} is not a fraction that model "
+                                 f"{EMBEDDING_MODEL!r} predicts")
+
+
 wildcard_constraints:
     shard=r"\d+",
     survey="|".join(SURVEYS),
     variant="|".join(sorted(set(VARIANTS) | set(PRETRAINING["weights"]))),
+    subset="|".join(MAPS["subsets"]),
 
 
 def catalogue_checkpoint(survey):
@@ -98,9 +116,17 @@ def variant_questions(variant):
     return [q.name for q in DECALS_DR5] if questions == "all" else list(questions)
 
 
+_check_similarity_config()
+
+
 def model_weights(variant):
     """A configured weights file, or the one pretraining writes."""
     return PRETRAINING["weights"].get(variant) or f"{RESULTS}/models/{variant}/model.weights.h5"
+
+
+def space_file(survey, space):
+    """The file holding a stored space: the PCA projections, or the full representation."""
+    return f"{RESULTS}/{survey}/representation.h5" if space == "representation" else f"{RESULTS}/{survey}/pca.h5"
 
 
 def shard_files(pattern, survey):
@@ -120,4 +146,7 @@ def all_outputs():
         out.append(f"{RESULTS}/figures/training_curves.png")
     if config["survey"]["source"] == "simulated":
         out += [f"{RESULTS}/checks/representation_check.csv", f"{RESULTS}/figures/representation_check.png"]
+        # the forum tags come with the survey's tables (GZ Talk for real data)
+        out += [f"{RESULTS}/similarity/tag_precision.csv", f"{RESULTS}/figures/similarity_tags.png"]
+    out += expand(f"{RESULTS}/figures/umap_{{subset}}.png", subset=list(MAPS["subsets"]))
     return out
