@@ -74,11 +74,75 @@ def test_representations_pca_and_checks(tiny_run):
         assert (results / f"figures/{figure}.png").stat().st_size > 10_000
 
 
+def test_similarity_tables_figures_and_command(tiny_run):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from scipy.spatial.distance import cdist
+
+    results = tiny_run / "results"
+    config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())["similarity"]
+    ids, p10 = read_projection(results / "decals/pca.h5", 10)
+    catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+    tags = pd.read_csv(tiny_run / "resources/simulated/decals/talk_tags.csv").set_index("iauname")
+    tags = tags.reindex(catalogue.loc[list(ids), "iauname"], fill_value=0)
+
+    table = pd.read_csv(results / "similarity/tag_precision.csv", keep_default_na=False, na_values=[""])
+    assert sorted(table["tag"]) == sorted(c.removeprefix("tag_") for c in tags.columns)
+    assert set(table.loc[table["excluded"], "tag"]) == set(config["tags"]["excluded"]) & set(table["tag"])
+    for row in table.itertuples():
+        carries = tags[f"tag_{row.tag}"].to_numpy() >= config["tags"]["min_count"]
+        assert row.tagged_galaxies == carries.sum() and row.prevalence == pytest.approx(carries.mean())
+        assert row.tagged_galaxies == 0 or 0 <= row.top_query_precision <= 1
+    summary = pd.read_csv(results / "similarity/tag_precision_summary.csv")
+    assert len(summary) == 1 and summary["k"].item() == config["k"]
+    assert summary["tags"].item() == (~table["excluded"] & (table["tagged_galaxies"] > 0)).sum()
+
+    # each tag's top query and its neighbours equal a brute-force Manhattan search in PCA-10
+    # (the simulated sky is sparse: no galaxy has another within the 100" duplicate radius)
+    neighbours = pd.read_csv(results / "similarity/tag_neighbours.csv", dtype={"galaxy_id": str})
+    row_of = {g: i for i, g in enumerate(ids)}
+    distances = cdist(p10.astype(np.float64), p10.astype(np.float64), "cityblock")
+    for tag, ranked in neighbours.groupby("tag", sort=False):
+        query = row_of[ranked["galaxy_id"].iloc[0]]
+        assert ranked["galaxy_id"].iloc[0] == table.set_index("tag").loc[tag, "query_galaxy"]
+        d = distances[query].copy()
+        d[query] = np.inf
+        expected = np.lexsort((np.arange(len(d)), d))[:config["k"]]
+        assert [row_of[g] for g in ranked["galaxy_id"].iloc[1:]] == list(expected)
+    assert (results / "figures/similarity_tags.png").stat().st_size > 20_000
+
+    for subset in ("all", "featured", "spiral"):
+        assert (results / f"figures/umap_{subset}.png").stat().st_size > 5_000
+    umap_all = pd.read_csv(results / "maps/umap_all.csv", dtype={"galaxy_id": str})
+    assert list(umap_all["galaxy_id"]) == list(ids) and np.isfinite(umap_all[["x", "y"]]).all().all()
+    assert 0 < umap_all["shown"].sum() <= config_cells(ROOT / "config/tiny.yaml") ** 2
+
+    # the installed command on the workflow's results, by position 3" from a galaxy
+    galaxy = ids[5]
+    ra, dec = catalogue.loc[galaxy, ["ra", "dec"]]
+    command = [str(Path(sys.executable).parent / "morphtools"), "similar", "--ra", str(ra), "--dec",
+               str(dec + 3 / 3600), "-k", "4", "--results", str(results), "--csv", str(tiny_run / "similar.csv")]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = pd.read_csv(tiny_run / "similar.csv", dtype={"galaxy_id": str})
+    assert found["galaxy_id"].iloc[0] == galaxy and len(found) == 5 and f"matched {galaxy} at 3.0" in proc.stdout
+
+
+def config_cells(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())["representation_maps"]["cells"]
+
+
 def test_report_builds(tiny_run_copy):
     run_snakemake(tiny_run_copy, "--report", "report.html")
     html = (tiny_run_copy / "report.html").read_text(errors="replace")
     for expected in ("Representation", "pca_variance.csv", "training_curves.png", "representation_check.png",
-                     "sample_galaxies.png"):
+                     "sample_galaxies.png", "Similarity search", "tag_precision.csv", "similarity_tags.png",
+                     "umap_all.png", "umap_spiral.png"):
         assert expected in html
 
 
