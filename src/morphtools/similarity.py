@@ -40,6 +40,11 @@ DUPLICATE_RADIUS_ARCSEC = 100.0  # neighbours this close on the sky are the quer
 _EPS32 = float(np.finfo(np.float32).eps)
 # elements of the largest temporary array one scan step makes (16 MB of float32)
 _SCAN_ELEMENTS = 4_000_000
+# spaces up to this wide are scanned in float64 for many queries at once; wider ones in
+# float32, query by query, with error bounds
+_NARROW_DIMS = 32
+# float32 elements of the wide-space scan's buffer: 1 MB, to stay in a core's cache
+_CACHE_ELEMENTS = 262_144
 
 
 class SimilarityError(Exception):
@@ -99,15 +104,29 @@ def _scan_bounds(queries: np.ndarray, block: np.ndarray, metric: str, block_sq_n
         approx = (block_sq_norms[None, :] + q_sq[:, None]) - 2.0 * (queries @ block.T).astype(np.float64)
         slack = relative * (block_sq_norms[None, :] + q_sq[:, None])
         return np.maximum(approx - slack, 0.0), approx + slack
+    if d <= _NARROW_DIMS:
+        # narrow spaces: float64 distances straight away (scipy's C loop; numpy is slow at
+        # reducing over a short last axis), so both bounds are the exact score
+        exact = cdist(queries.astype(np.float64), block.astype(np.float64),
+                      "cityblock" if metric == "manhattan" else "sqeuclidean")
+        return exact, exact
     approx = np.empty((m, len(block)), np.float32)
-    # differences, never the dot-product form: no cancellation, so a relative bound holds
-    rows_per_step = max(1, _SCAN_ELEMENTS // max(1, len(block) * d))
-    for start in range(0, m, rows_per_step):
-        diff = block[None, :, :] - queries[start:start + rows_per_step, None, :]
-        if metric == "manhattan":
-            approx[start:start + rows_per_step] = np.abs(diff, out=diff).sum(axis=2)
-        else:
-            approx[start:start + rows_per_step] = np.square(diff, out=diff).sum(axis=2)
+    # wide spaces: one query at a time through a cache-sized buffer, every step in place
+    # (three passes over a buffer in cache, not three over memory); differences, never the
+    # dot-product form, so there is no cancellation and a relative bound holds
+    rows_per_step = max(1, _CACHE_ELEMENTS // d)
+    buffer = np.empty((min(len(block), rows_per_step), d), np.float32)
+    for j, query in enumerate(queries):
+        for start in range(0, len(block), rows_per_step):
+            part = block[start:start + rows_per_step]
+            work = buffer[:len(part)]
+            np.subtract(part, query, out=work)
+            if metric == "manhattan":
+                np.abs(work, out=work)
+            else:
+                np.square(work, out=work)
+            np.sum(work, axis=1, out=approx[j, start:start + len(part)])
+    approx = approx.astype(np.float64)
     return approx * (1.0 - relative), approx * (1.0 + relative)
 
 
@@ -140,18 +159,23 @@ def exact_nearest(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str 
     for q0 in range(0, m, queries_per_block):
         q_block = queries[q0:q0 + queries_per_block]
         lower = np.empty((len(q_block), n))
-        upper = np.empty((len(q_block), n))
-        # the difference scan makes a (queries, rows, d) temporary; the product form only (queries, rows)
-        per_row = len(q_block) * (1 if sq_norms is not None and metric == "euclidean" else d)
+        # a narrow-space scan is exact: its bounds coincide and share one array
+        exact_scan = d <= _NARROW_DIMS and not (metric == "euclidean" and sq_norms is not None)
+        upper = lower if exact_scan else np.empty((len(q_block), n))
+        # temporaries per scanned row: (queries,) distances, plus a float64 copy of a narrow row
+        per_row = len(q_block) + (d if d <= _NARROW_DIMS else 0)
         block_rows = max(1, _SCAN_ELEMENTS // per_row)
         for start in range(0, n, block_rows):
             stop = min(n, start + block_rows)
             norms = None if sq_norms is None else sq_norms[start:stop]
-            lower[:, start:stop], upper[:, start:stop] = _scan_bounds(q_block, vectors[start:stop], metric, norms)
+            low, high = _scan_bounds(q_block, vectors[start:stop], metric, norms)
+            lower[:, start:stop] = low
+            if upper is not lower:
+                upper[:, start:stop] = high
         for j in range(len(q_block)):
             skip = np.asarray(excluded[q0 + j], np.int64)
             lower[j, skip] = np.inf
-            upper[j, skip] = np.inf
+            upper[j, skip] = np.inf  # the same row again when the scan was exact
             available = n - len(np.unique(skip))
             kk = min(k, available)
             if kk <= 0:
