@@ -121,6 +121,19 @@ def test_duplicates_on_the_sky_are_dropped_by_default(sky_index):
     assert 1 not in both.rows[0] and 0 not in both.rows[1]
 
 
+def test_duplicates_found_across_ra_zero_and_near_a_pole():
+    # pairs 54" apart across RA 0/360 and 72" apart across the north pole (RA 0 vs 180) are
+    # duplicates; a pair 120" apart is not
+    ra = np.array([359.99, 0.005, 0.0, 180.0, 100.0, 100.0])
+    dec = np.array([0.0, 0.0, 89.99, 89.99, 10.0, 10.0 + 120 * ARCSEC])
+    vectors = np.array([[0.0], [0.0], [5.0], [5.0], [9.0], [9.0]])
+    index = SimilarityIndex([f"g{i}" for i in range(6)], vectors, ra, dec)
+    groups = index.sky_neighbourhood([0, 1, 2, 3, 4], 100)
+    assert [list(g) for g in groups] == [[0, 1], [0, 1], [2, 3], [2, 3], [4]]
+    found = index.neighbours([0, 2, 4], 1)
+    assert list(found.rows[:, 0]) == [2, 4, 5]  # the twin at 120" is a separate galaxy
+
+
 def test_table_lists_query_then_neighbours(sky_index):
     table = sky_index.table(0, sky_index.neighbours([0], 4))
     assert list(table["rank"]) == [0, 1, 2, 3, 4] and table["galaxy_id"].iloc[0] == "g0"

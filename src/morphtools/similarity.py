@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 import pandas as pd
 from astropy.coordinates import SkyCoord
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from .storage import decode_ids, read_thumbnails
@@ -107,7 +108,7 @@ def _scan_bounds(queries: np.ndarray, block: np.ndarray, metric: str, block_sq_n
     if d <= _NARROW_DIMS:
         # narrow spaces: float64 distances straight away (scipy's C loop; numpy is slow at
         # reducing over a short last axis), so both bounds are the exact score
-        exact = cdist(queries.astype(np.float64), block.astype(np.float64),
+        exact = cdist(np.asarray(queries, np.float64), np.asarray(block, np.float64),
                       "cityblock" if metric == "manhattan" else "sqeuclidean")
         return exact, exact
     approx = np.empty((m, len(block)), np.float32)
@@ -132,17 +133,18 @@ def _scan_bounds(queries: np.ndarray, block: np.ndarray, metric: str, block_sq_n
 
 def exact_nearest(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str = "manhattan",
                   excluded: list[np.ndarray] | None = None, sq_norms: np.ndarray | None = None) -> Neighbours:
-    """Exact k nearest rows of ``vectors`` (n, d) float32 to each of ``queries`` (m, d).
+    """Exact k nearest rows of ``vectors`` (n, d) to each of ``queries`` (m, d).
 
-    ``excluded[j]``: rows never returned for query j (the query itself, its duplicates).
+    Spaces up to 32-d are scanned in float64 (pass float64 vectors to save a conversion
+    per call); wider ones are held as float32. ``excluded[j]``: rows never returned for query j (the query itself, its duplicates).
     ``sq_norms`` (n,) float64, the rows' squared norms, switches Euclidean scans to the
     dot-product form (faster in wide spaces). Ties are broken by row order; the result
     equals a float64 brute-force sort by (distance, row). Memory beyond the inputs: at most
     about 100 MB (bounds for one block of queries and one scan step)."""
     _check_metric(metric)
-    vectors = np.ascontiguousarray(vectors, np.float32)
-    queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
-    n, d = vectors.shape
+    n, d = np.shape(vectors)
+    vectors = np.ascontiguousarray(vectors, np.float64 if d <= _NARROW_DIMS else np.float32)
+    queries = np.ascontiguousarray(np.atleast_2d(queries), vectors.dtype)
     if queries.shape[1] != d:
         raise ValueError(f"queries have {queries.shape[1]} dimensions, the vectors {d}")
     if k < 1:
@@ -224,6 +226,8 @@ class SimilarityIndex:
         self.shards = None if shards is None else np.asarray(shards, np.int64)
         self.unsearchable = unsearchable if unsearchable is not None and len(unsearchable) else None
         self._sq_norms = None
+        self._scan_vectors = None
+        self._sky_tree = None
 
     def __len__(self) -> int:
         return len(self.galaxy_ids)
@@ -313,16 +317,21 @@ class SimilarityIndex:
         return SkyMatch(row, str(self.galaxy_ids[row]), separation)
 
     def sky_neighbourhood(self, rows, radius_arcsec: float) -> list[np.ndarray]:
-        """For each query row: the rows within ``radius_arcsec`` of it on the sky (itself included)."""
+        """For each query row: the rows within ``radius_arcsec`` of it on the sky (itself
+        included). A KD-tree of unit vectors, built once, answers in microseconds per
+        query (a chord of 2 sin(theta / 2) is an angle of theta exactly)."""
         rows = np.atleast_1d(np.asarray(rows, np.int64))
         if not self.has_sky:
             raise SkyMatchError("this catalogue has no sky positions: duplicates cannot be found on the sky")
         if radius_arcsec <= 0 or not len(rows):
             return [np.array([r]) for r in rows]
-        around, found, _, _ = self.coords.search_around_sky(self.coords[rows], radius_arcsec * u.arcsec)
-        order = np.argsort(around, kind="stable")
-        groups = np.split(found[order], np.searchsorted(around[order], np.arange(1, len(rows))))
-        return [np.union1d(g, [r]).astype(np.int64) for g, r in zip(groups, rows, strict=True)]
+        if self._sky_tree is None:
+            ra, dec = np.radians(self.ra), np.radians(self.dec)
+            self._unit = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+            self._sky_tree = cKDTree(self._unit)
+        chord = 2 * np.sin(np.radians(radius_arcsec / 3600) / 2)
+        found = self._sky_tree.query_ball_point(self._unit[rows], chord)
+        return [np.union1d(f, [r]).astype(np.int64) for f, r in zip(found, rows, strict=True)]
 
     def neighbours(self, rows, k: int, metric: str = "manhattan",
                    duplicate_radius_arcsec: float | None = DUPLICATE_RADIUS_ARCSEC) -> Neighbours:
@@ -340,7 +349,11 @@ class SimilarityIndex:
             if self._sq_norms is None:
                 self._sq_norms = np.einsum("ij,ij->i", self.vectors, self.vectors, dtype=np.float64)
             sq_norms = self._sq_norms
-        return exact_nearest(self.vectors, self.vectors[rows], k, metric, excluded, sq_norms)
+        if self._scan_vectors is None:
+            # narrow spaces are scanned in float64: convert once, not per query
+            narrow = self.dimensions <= _NARROW_DIMS
+            self._scan_vectors = self.vectors.astype(np.float64) if narrow else self.vectors
+        return exact_nearest(self._scan_vectors, self.vectors[rows], k, metric, excluded, sq_norms)
 
     def table(self, query_row: int, neighbours: Neighbours, which: int = 0) -> pd.DataFrame:
         """Rank 0 (the query) then ranks 1..k: galaxy_id, ra, dec (degrees; NaN without sky
