@@ -91,12 +91,13 @@ def _check_metric(metric: str) -> None:
 
 
 def _scan_bounds(queries: np.ndarray, block: np.ndarray, metric: str, block_sq_norms: np.ndarray | None):
-    """Float32 scan of ``block`` (b, d) against ``queries`` (m, d): (lower, upper) (m, b)
+    """Scan ``block`` (b, d) against ``queries`` (m, d): (lower, upper) (m, b) float64
     bounds on the exact score (Manhattan distance, or squared Euclidean distance).
 
-    The bounds are worst-case rounding error bounds, four times over: float32 summation
-    of d non-negative terms errs by at most d * eps/2 relative; the Euclidean dot-product
-    form errs by at most d * eps/2 * (|x|^2 + |q|^2) absolute."""
+    Narrow spaces are computed in float64 and both bounds are the score. Wide ones are
+    computed in float32 and the bounds are worst-case rounding errors, four times over:
+    float32 summation of d non-negative terms errs by at most d * eps/2 relative; the
+    Euclidean dot-product form by at most d * eps/2 * (|x|^2 + |q|^2) absolute."""
     m, d = queries.shape
     relative = 2.0 * (d + 2) * _EPS32
     if metric == "euclidean" and block_sq_norms is not None:
@@ -136,11 +137,11 @@ def exact_nearest(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str 
     """Exact k nearest rows of ``vectors`` (n, d) to each of ``queries`` (m, d).
 
     Spaces up to 32-d are scanned in float64 (pass float64 vectors to save a conversion
-    per call); wider ones are held as float32. ``excluded[j]``: rows never returned for query j (the query itself, its duplicates).
-    ``sq_norms`` (n,) float64, the rows' squared norms, switches Euclidean scans to the
+    per call); wider ones are held as float32. ``excluded[j]``: rows never returned for
+    query j (the query itself, its duplicates). ``sq_norms`` (n,) float64, the rows' squared norms, switches Euclidean scans to the
     dot-product form (faster in wide spaces). Ties are broken by row order; the result
-    equals a float64 brute-force sort by (distance, row). Memory beyond the inputs: at most
-    about 100 MB (bounds for one block of queries and one scan step)."""
+    equals a float64 brute-force sort by (distance, row). Memory beyond the inputs: about
+    100 MB at most (bounds for one block of queries, 64 MB, and one scan step's temporaries)."""
     _check_metric(metric)
     n, d = np.shape(vectors)
     vectors = np.ascontiguousarray(vectors, np.float64 if d <= _NARROW_DIMS else np.float32)
@@ -164,8 +165,9 @@ def exact_nearest(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str 
         # a narrow-space scan is exact: its bounds coincide and share one array
         exact_scan = d <= _NARROW_DIMS and not (metric == "euclidean" and sq_norms is not None)
         upper = lower if exact_scan else np.empty((len(q_block), n))
-        # temporaries per scanned row: (queries,) distances, plus a float64 copy of a narrow row
-        per_row = len(q_block) + (d if d <= _NARROW_DIMS else 0)
+        # a scan step holds about eight (queries, rows) float64 temporaries (scores, bounds,
+        # conversions): 32 MB at most
+        per_row = 8 * len(q_block)
         block_rows = max(1, _SCAN_ELEMENTS // per_row)
         for start in range(0, n, block_rows):
             stop = min(n, start + block_rows)
