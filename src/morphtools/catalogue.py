@@ -193,6 +193,20 @@ def read_table(path, text_columns=()) -> pd.DataFrame:
     raise CatalogueError(f"{path}: unknown table format; name the file *.csv or *.fits")
 
 
+def table_columns(path) -> list[str]:
+    """The column names of a CSV or FITS table, reading only its header."""
+    name = str(path).lower()
+    if name.endswith(FITS_SUFFIXES):
+        with fits.open(path, memmap=True) as hdul:
+            table_hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+            if table_hdu is None:
+                raise CatalogueError(f"{path}: no table extension")
+            return list(table_hdu.columns.names)
+    if name.endswith(CSV_SUFFIXES):
+        return list(pd.read_csv(path, nrows=0).columns)
+    raise CatalogueError(f"{path}: unknown table format; name the file *.csv or *.fits")
+
+
 def _numeric_where_possible(frame: pd.DataFrame, text_columns: set) -> pd.DataFrame:
     for column in frame.columns:
         if column in text_columns:
