@@ -22,6 +22,8 @@ import requests
 
 USER_AGENT = "morphtools/0.1 (reproduction of Walmsley et al. 2022; polite client: capped concurrency, backoff)"
 CHUNK_BYTES = 1 << 20
+# small enough that a transfer cut short keeps all but its last chunk for resuming
+DOWNLOAD_CHUNK_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,7 @@ def download_file(remote: RemoteFile, dest, session: requests.Session | None = N
                         elif bar is not None and not append:
                             bar.reset()
                         with open(part, "ab" if append else "wb") as out:
-                            for chunk in resp.iter_content(CHUNK_BYTES):
+                            for chunk in resp.iter_content(DOWNLOAD_CHUNK_BYTES):
                                 out.write(chunk)
                                 gained += len(chunk)
                                 if bar is not None:
