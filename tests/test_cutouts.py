@@ -103,3 +103,12 @@ def test_fetch_shard_records_failures_and_uses_the_cache(tmp_path):
     source.calls.clear()
     fetch_shard(rows, source, tmp_path, max_blank_fraction=0.1)
     assert sorted(source.calls) == ["B", "C"]
+
+
+def test_a_galaxy_without_radii_is_recorded_not_fatal(tmp_path):
+    rows = pd.DataFrame({"galaxy_id": ["A", "B"], "ra": [1.0, 2.0], "dec": [0.0, 0.0],
+                         "petro_th50": [2.0, np.nan], "petro_th90": [5.0, 5.0]})
+    source = FakeSource()
+    manifest = fetch_shard(rows, source, tmp_path)
+    assert manifest["status"].tolist() == ["fetched", "rejected"] and source.calls == ["A"]
+    assert manifest["reason"].iloc[1].startswith("B: no usable Petrosian radii (petro_th50=nan")

@@ -51,6 +51,9 @@ def cutout_request(galaxy_id, ra, dec, petro_th50, petro_th90,
     """The request GZ DECaLS made: native pixels when the field of view needs fewer than
     ``max_size`` of them, else ``max_size`` pixels at a coarser scale (resampled to 424
     later either way)."""
+    if not (math.isfinite(petro_th50) and math.isfinite(petro_th90)):
+        raise CutoutError(f"{galaxy_id}: no usable Petrosian radii (petro_th50={petro_th50}, "
+                          f"petro_th90={petro_th90}) to set the field of view")
     field_arcsec = GZ_IMAGE_SIZE * gz_decals_pixscale(petro_th50, petro_th90)
     native_size = math.ceil(field_arcsec / native_pixscale)
     if native_size <= max_size:
@@ -295,14 +298,19 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
     ids = [check_galaxy_id(str(g)) for g in rows[id_column]]
     remove_stale_parts(cache_dir, ids, log)
     provenance = dict(getattr(source, "provenance", {}) or {})
-    requests_ = [
-        cutout_request(gid, ra, dec, th50, th90, native_pixscale, max_size)
-        for gid, ra, dec, th50, th90 in zip(ids, rows["ra"], rows["dec"], rows["petro_th50"], rows["petro_th90"],
-                                            strict=True)
-    ]
     records: list[tuple | None] = [None] * len(ids)
+    requests_: list[CutoutRequest | None] = []
+    for i, (gid, ra, dec, th50, th90) in enumerate(zip(ids, rows["ra"], rows["dec"], rows["petro_th50"],
+                                                       rows["petro_th90"], strict=True)):
+        try:
+            requests_.append(cutout_request(gid, ra, dec, float(th50), float(th90), native_pixscale, max_size))
+        except CutoutError as err:  # e.g. a catalogue row without radii: recorded, not fatal
+            requests_.append(None)
+            records[i] = (gid, "", "rejected", str(err))
     todo = []
     for i, (gid, request) in enumerate(zip(ids, requests_, strict=True)):
+        if request is None:
+            continue
         path = cutout_path(cache_dir, gid)
         if path.exists():
             problem = cached_cutout_problem(path, request, bands)
