@@ -70,7 +70,7 @@ def main():
 
     result = {
         "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
         "galaxies": len(rows),
         "service_latency_s": args.latency,
         "median_cutout_pixels": int(np.median(sizes)),

@@ -14,7 +14,10 @@ import yaml
 
 from conftest import ROOT, run_snakemake
 from morphtools.catalogue import SelectionCuts, build_decals_catalogue
+from morphtools.cutouts import fetch_shard
+from morphtools.downloads import RetryPolicy
 from morphtools.embedding import read_embeddings
+from morphtools.legacy_survey import LegacySurveyClient
 from morphtools.sharding import shard_of
 from morphtools.simulation.render import DECALS
 from morphtools.simulation.sky import SimulatedSky
@@ -93,8 +96,13 @@ def test_public_sources_through_the_stand_ins(small_decals_survey, tmp_path):
              "gz_decals_auto_posteriors.csv": served / "gz_decals_auto_posteriors.csv"}
     workdir = tmp_path / "run"
     workdir.mkdir()
-    with StandinServer(sky, files={NSA_PATH: paths["nsa"]}, zenodo_records={RECORD: files}, stall_s=4,
+    with StandinServer(sky, files={NSA_PATH: paths["nsa"]}, zenodo_records={RECORD: files}, stall_s=8,
                        retry_after_s=1) as server:
+        # render every cube once first: on a busy machine a render can outlast the client's
+        # timeout, and the test is about the planned faults, not the renderer's speed
+        warm = LegacySurveyClient(server.cutout_url, "ls-dr10", "grz", RetryPolicy(timeout_s=60))
+        fetch_shard(expected, warm, tmp_path / "warm", concurrency=2)
+        server.reset_log()
         server.faults.add(NSA_PATH, ["503"])
         server.faults.add(f"/api/records/{RECORD}", ["429"])
         server.faults.add(f"/api/records/{RECORD}/files/gz_decals_volunteers_5.csv/content", ["truncate"])
@@ -113,7 +121,7 @@ def test_public_sources_through_the_stand_ins(small_decals_survey, tmp_path):
                                   "automated": "gz_decals_auto_posteriors.csv", "png_zips": []},
                 "survey.kaggle": {"archive": str(archive), "expected_galaxies": 40},
                 "cutouts.legacy_survey.url": server.cutout_url, "cutouts.legacy_survey.concurrency": 3,
-                "downloads": {"timeout_s": 1.5, "max_tries": 4, "backoff_s": 0.2, "max_backoff_s": 1,
+                "downloads": {"timeout_s": 4, "max_tries": 4, "backoff_s": 0.2, "max_backoff_s": 1,
                               "max_retry_after_s": 5},
             })
         # the global cap on open requests over all cutout jobs, as the README says

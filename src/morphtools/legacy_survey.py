@@ -22,18 +22,20 @@ class LegacySurveyClient:
     """Fetches cutouts over HTTP; thread-safe (one session per thread).
 
     ``layer`` names the data release (``decals-dr5`` as in the paper, or ``ls-dr10``);
-    ``bands`` the planes, in order (``grz``). ``policy`` sets timeouts and retries.
+    ``bands`` the planes, in order (``grz``). ``policy`` sets timeouts and retries; ``log``
+    (a logger) hears about every failed try, so a log shows what the service did even for
+    galaxies that arrived in the end.
     """
 
     def __init__(self, url: str = LEGACY_SURVEY_CUTOUT_URL, layer: str = "ls-dr10", bands: str = "grz",
-                 policy: RetryPolicy | None = None, sleep=None, on_attempt=None):
+                 policy: RetryPolicy | None = None, sleep=None, log=None):
         self.url = url
         self.layer = layer
         self.bands = bands
         self.policy = policy or RetryPolicy()
         self._sessions = ThreadSessions()
         self._sleep = sleep
-        self._on_attempt = on_attempt
+        self._log = log
         self.provenance = {"LAYER": layer, "SERVICE": url[:68]}
 
     def params(self, request: CutoutRequest) -> dict:
@@ -56,10 +58,11 @@ class LegacySurveyClient:
                 raise TransientBodyError(str(err).removeprefix(f"{request.galaxy_id}: ")) from err
 
         kwargs = {} if self._sleep is None else {"sleep": self._sleep}
+        if self._log is not None:
+            kwargs["on_attempt"] = lambda outcome: self._log.info("%s: %s", request.galaxy_id, outcome)
         # at most 3 planes of 3000^2 float32 plus headers
         return get_with_retries(self._sessions.get(), self.url, self.params(request), self.policy, parse,
-                                max_bytes=len(self.bands) * MAX_SERVICE_SIZE**2 * 4 + (1 << 20),
-                                on_attempt=self._on_attempt, **kwargs)
+                                max_bytes=len(self.bands) * MAX_SERVICE_SIZE**2 * 4 + (1 << 20), **kwargs)
 
     def close(self) -> None:
         self._sessions.close()

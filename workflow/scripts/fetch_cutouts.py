@@ -28,7 +28,7 @@ if snakemake.params.images == "simulated":
 else:
     service = opts["legacy_survey"]
     source = LegacySurveyClient(service["url"], service["layer"], opts["bands"],
-                                RetryPolicy.from_config(snakemake.params.retry))
+                                RetryPolicy.from_config(snakemake.params.retry), log=log)
     concurrency = service["concurrency"]
     log.info("Legacy Survey %s, layer %s, bands %s, %d requests at once", service["url"], service["layer"],
              opts["bands"], concurrency)
