@@ -181,6 +181,21 @@ def test_paper_config_validates_and_plans_every_variant(tmp_path):
     assert "resources/public/zenodo/gz_decals_volunteers_5.csv" in proc.stdout
 
 
+def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
+    import yaml
+
+    (tmp_path / "resources/kaggle").mkdir(parents=True)
+    (tmp_path / "resources/kaggle/galaxy-zoo-the-galaxy-challenge.zip").touch()
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["survey"]["images"] = "gz_decals_png"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"))
+    # two tables and four PNG zips from Zenodo, one index, then per-shard extraction
+    for job, count in (("download_zenodo_file", 6), ("gz_decals_png_index", 1), ("decals_pngs", 64)):
+        assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), job
+    assert not re.search(r"^decals_cutouts\s", proc.stdout, re.M)
+
+
 def test_inconsistent_sources_fail_at_start_naming_the_key(tmp_path):
     import yaml
 
