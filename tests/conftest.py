@@ -31,3 +31,22 @@ def tiny_run_copy(tiny_run, tmp_path):
     dest = tmp_path / "run"
     shutil.copytree(tiny_run, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(scope="session")
+def small_decals_survey(tmp_path_factory):
+    """A small simulated DECaLS-like survey in the real formats (NSA FITS, GZ DECaLS vote
+    table) with its catalogue after the paper's cuts: the stand-in services serve it."""
+    import pandas as pd
+
+    from morphtools.catalogue import SelectionCuts, build_decals_catalogue
+    from morphtools.simulation.survey import simulate_decals_survey
+
+    root = tmp_path_factory.mktemp("small_decals")
+    out = {k: str(root / f"{k}.{'fits' if k == 'nsa' else 'csv'}")
+           for k in ("nsa", "volunteers", "rare_features", "tags", "truth")}
+    truth = simulate_decals_survey(90, 7, out)
+    catalogue = build_decals_catalogue(out["nsa"], out["volunteers"], SelectionCuts(), 3)
+    covered = set(truth.loc[~truth["no_coverage"], "iauname"])
+    catalogue = catalogue[catalogue["galaxy_id"].isin(covered)].reset_index(drop=True)
+    return {"root": root, "paths": out, "truth": pd.read_csv(out["truth"]), "catalogue": catalogue}

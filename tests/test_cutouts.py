@@ -6,6 +6,7 @@ from astropy.io import fits
 from morphtools.cutouts import (
     CutoutError,
     CutoutRequest,
+    cutout_path,
     cutout_request,
     fetch_shard,
     gz_decals_pixscale,
@@ -83,14 +84,31 @@ def test_fetch_shard_records_failures_and_uses_the_cache(tmp_path):
     source = FakeSource(blank={"B"}, fail={"C"})
     manifest = fetch_shard(rows, source, tmp_path)
     status = dict(zip(manifest["galaxy_id"], manifest["status"], strict=True))
-    assert status == {"A": "fetched", "B": "rejected", "C": "rejected", "D": "fetched"}
+    # B's data is unusable (rejected); C's service failed (failed: asked again next run)
+    assert status == {"A": "fetched", "B": "rejected", "C": "failed", "D": "fetched"}
     reasons = dict(zip(manifest["galaxy_id"], manifest["reason"], strict=True))
     assert "B" in reasons["B"] and "blank" in reasons["B"]
     assert "C" in reasons["C"] and "ConnectionError" in reasons["C"]
-    assert sorted(p.name for p in tmp_path.glob("*.fits")) == ["A.fits", "D.fits"]
-    # a second run fetches only what is missing; a corrupted cache file is fetched again
-    (tmp_path / "D.fits").write_bytes(b"garbage")
+    assert sorted(p.name for p in tmp_path.rglob("*.fits")) == ["A.fits", "D.fits"]
+    assert cutout_path(tmp_path, "A").exists()
+    # a second run fetches only what is missing: not the remembered blank B, but the failed
+    # C, and D whose cached file was corrupted
+    cutout_path(tmp_path, "D").write_bytes(b"garbage")
     source.calls.clear()
     manifest = fetch_shard(rows, source, tmp_path)
-    assert sorted(source.calls) == ["B", "C", "D"]
-    assert dict(zip(manifest["galaxy_id"], manifest["status"], strict=True))["A"] == "cached"
+    assert sorted(source.calls) == ["C", "D"]
+    assert dict(zip(manifest["galaxy_id"], manifest["status"], strict=True)) == {
+        "A": "cached", "B": "rejected", "C": "failed", "D": "fetched"}
+    # a stricter blank limit is a different question: B is asked again
+    source.calls.clear()
+    fetch_shard(rows, source, tmp_path, max_blank_fraction=0.1)
+    assert sorted(source.calls) == ["B", "C"]
+
+
+def test_a_galaxy_without_radii_is_recorded_not_fatal(tmp_path):
+    rows = pd.DataFrame({"galaxy_id": ["A", "B"], "ra": [1.0, 2.0], "dec": [0.0, 0.0],
+                         "petro_th50": [2.0, np.nan], "petro_th90": [5.0, 5.0]})
+    source = FakeSource()
+    manifest = fetch_shard(rows, source, tmp_path)
+    assert manifest["status"].tolist() == ["fetched", "rejected"] and source.calls == ["A"]
+    assert manifest["reason"].iloc[1].startswith("B: no usable Petrosian radii (petro_th50=nan")

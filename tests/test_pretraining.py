@@ -78,6 +78,13 @@ def test_vote_counts_aligns_and_names_problems():
     bad.loc[1, "smooth-or-featured_smooth"] = -2
     with pytest.raises(ValueError, match="invalid vote counts.*'b'"):
         vote_counts(bad, ["a", "b"], spec)
+    # a galaxy no volunteer saw (left join: every count empty) adds nothing; a half-empty row is an error
+    unvoted = cat.copy().astype({c: float for c in cat.columns[1:]})
+    unvoted.loc[1, cat.columns[1:]] = np.nan
+    np.testing.assert_array_equal(vote_counts(unvoted, ["a", "b"], spec), [[3, 1, 0], [0, 0, 0]])
+    unvoted.loc[1, "smooth-or-featured_smooth"] = 2
+    with pytest.raises(ValueError, match="invalid vote counts.*'b'"):
+        vote_counts(unvoted, ["a", "b"], spec)
 
 
 def test_batches_are_reproducible_per_epoch(tmp_path):

@@ -229,12 +229,50 @@ def test_bad_config_fails_at_start_naming_the_key(tmp_path):
 
 
 def test_paper_config_validates_and_plans_every_variant(tmp_path):
+    # the one file a user fetches by hand (an empty stand-in: a dry run only checks it exists)
+    (tmp_path / "resources/kaggle").mkdir(parents=True)
+    (tmp_path / "resources/kaggle/galaxy-zoo-the-galaxy-challenge.zip").touch()
     proc = run_snakemake(tmp_path, "-n", config="paper.yaml")
     # multi and four single-question models; 64 shards x 2 surveys embedded with multi
     assert re.search(r"^pretrain\s+5$", proc.stdout, re.M)
     assert re.search(r"^embed\s+128$", proc.stdout, re.M)
     for variant in ("multi", "smooth-or-featured", "has-spiral-arms", "bar", "bulge-size"):
         assert f"models/{variant}/model.weights.h5" in proc.stdout
+    # the real sources: the NSA, two Zenodo files, the Kaggle archive, 64 cutout jobs
+    for job, count in (("download_nsa", 1), ("download_zenodo_file", 2), ("gz2_kaggle_unpack", 1),
+                       ("decals_cutouts", 64), ("gz2_images", 64)):
+        assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), job
+    assert "resources/public/zenodo/gz_decals_volunteers_5.csv" in proc.stdout
+
+
+def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
+    import yaml
+
+    (tmp_path / "resources/kaggle").mkdir(parents=True)
+    (tmp_path / "resources/kaggle/galaxy-zoo-the-galaxy-challenge.zip").touch()
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["survey"]["images"] = "gz_decals_png"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"))
+    # two tables and four PNG zips from Zenodo, one index, then per-shard extraction
+    for job, count in (("download_zenodo_file", 6), ("gz_decals_png_index", 1), ("decals_pngs", 64)):
+        assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), job
+    assert not re.search(r"^decals_cutouts\s", proc.stdout, re.M)
+
+
+def test_inconsistent_sources_fail_at_start_naming_the_key(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["survey"]["images"] = "simulated"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"), check=False)
+    assert proc.returncode != 0 and "survey.images: simulated renders only the simulated" in proc.stderr + proc.stdout
+    config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    config["survey"]["source"] = "catalogue"  # but no survey.catalogue section
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"), check=False)
+    assert proc.returncode != 0 and "'catalogue' is a required property" in proc.stderr + proc.stdout
 
 
 def test_missing_weights_file_fails_at_start_naming_it(tmp_path):

@@ -114,7 +114,7 @@ def image_to_crop(path: str, fmt: str, params: PreprocessingParams, bands: str =
     if fmt == "fits":
         cube = read_fits_cutout(path, len(bands), max_blank_fraction)
         rgb = fits_to_colour_image(cube, bands, params.image_size)
-    elif fmt == "jpeg":
+    elif fmt in ("jpeg", "png"):  # colour images as volunteers saw them (GZ2 JPEGs, GZ DECaLS PNGs)
         try:
             rgb = load_jpeg_rgb(path)
         except FileNotFoundError as err:
@@ -137,7 +137,7 @@ def preprocess_shard(manifest, params: PreprocessingParams, fmt: str, bands: str
     """
     import pandas as pd
 
-    from .cutouts import CutoutError
+    from .cutouts import FETCH_FAILURE_STATUSES, CutoutError
 
     ids, crops, thumbs, qa = [], [], [], []
     iterator = manifest.itertuples(index=False)
@@ -145,8 +145,8 @@ def preprocess_shard(manifest, params: PreprocessingParams, fmt: str, bands: str
         iterator = progress(iterator, total=len(manifest))
     for row in iterator:
         gid = str(row.galaxy_id)
-        if row.status == "rejected":
-            qa.append((gid, "rejected", "fetch", row.reason))
+        if row.status in FETCH_FAILURE_STATUSES:  # no coverage, bad data, or the service never delivered
+            qa.append((gid, row.status, "fetch", row.reason))
             continue
         try:
             crop, thumb = image_to_crop(row.path, fmt, params, bands, max_blank_fraction)

@@ -141,7 +141,11 @@ def split_by_id(galaxy_ids, validation_fraction: float, seed: int) -> np.ndarray
 
 def vote_counts(catalogue: pd.DataFrame, galaxy_ids, spec: ModelSpec) -> np.ndarray:
     """(n, n_answers) float32 vote counts for ``galaxy_ids`` in the head's order. Missing
-    galaxies or missing vote columns raise, naming them."""
+    galaxies or missing vote columns raise, naming them.
+
+    A galaxy with no votes at all (every answer column empty: in the real catalogue, NSA
+    galaxies that GZD-5 volunteers never saw) gets zero counts, so it adds exactly nothing
+    to the loss, as an unasked question does. Partly empty or negative counts raise."""
     missing_cols = [c for c in spec.answer_columns if c not in catalogue.columns]
     if missing_cols:
         raise KeyError(f"catalogue has no vote-count column(s) {missing_cols[:5]}")
@@ -150,7 +154,9 @@ def vote_counts(catalogue: pd.DataFrame, galaxy_ids, spec: ModelSpec) -> np.ndar
     absent = [g for g in ids if g not in indexed.index]
     if absent:
         raise KeyError(f"{len(absent)} galaxies with crops are not in the catalogue, e.g. {absent[:3]}")
-    counts = indexed.loc[ids, spec.answer_columns].to_numpy(np.float64)
+    counts = indexed.loc[ids, spec.answer_columns].to_numpy(np.float64, copy=True)
+    unvoted = np.isnan(counts).all(axis=1)
+    counts[unvoted] = 0.0
     bad = ~np.isfinite(counts).all(axis=1) | (counts < 0).any(axis=1)
     if bad.any():
         raise ValueError(f"invalid vote counts for galaxies {[ids[i] for i in np.flatnonzero(bad)[:5]]}")

@@ -18,8 +18,9 @@ def progress_bar(desc: str, unit: str = "galaxy"):
     return wrap
 
 
-def progress_counter(total: int | None = None, desc: str = "", unit: str = "galaxy"):
+def progress_counter(total: int | None = None, desc: str = "", unit: str = "galaxy", **options):
     """A bar advanced by hand (``.update(n)``, ``.close()``), for loops over batches;
-    same rate/ETA display and 5 s update interval as :func:`progress_bar`."""
+    same rate/ETA display and 5 s update interval as :func:`progress_bar`. ``options``
+    go to tqdm (e.g. ``initial``, ``unit_scale`` for bytes)."""
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=5.0,
-                dynamic_ncols=False, ncols=100)
+                dynamic_ncols=False, ncols=100, **options)

@@ -1,15 +1,18 @@
 # Catalogues are checkpoints: shard jobs read their own rows' digest from them.
+# survey.source picks the DECaLS-side inputs (common.smk: decals_catalogue_inputs), survey.gz2
+# the GZ2 solutions table.
 
 
 checkpoint decals_catalogue:
     input:
-        nsa=f"{SIM}/decals/nsa_v1_0_1.fits",
-        volunteers=f"{SIM}/decals/gz_decals_volunteers.csv",
+        **decals_catalogue_inputs(),
     output:
         catalogue=f"{RESULTS}/decals/catalogue.csv",
     params:
+        source=SOURCE,
         cuts=config["selection"],
         shards=config["shards"],
+        catalogue=config["survey"].get("catalogue"),
     log:
         f"{RESULTS}/logs/decals_catalogue.log",
     benchmark:
@@ -22,7 +25,8 @@ checkpoint decals_catalogue:
 
 checkpoint gz2_catalogue:
     input:
-        solutions=f"{SIM}/gz2/training_solutions_rev1.csv",
+        solutions=(f"{SIM}/gz2/training_solutions_rev1.csv" if GZ2_SOURCE == "simulated"
+                   else f"{KAGGLE}/training_solutions_rev1.csv"),
     output:
         catalogue=f"{RESULTS}/gz2/catalogue.csv",
     params:

@@ -1,5 +1,6 @@
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from snakemake.utils import validate
 
 # the science package, importable without installing it (e.g. under --sdm conda)
 sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
+from morphtools.catalogue import table_columns  # noqa: E402
 from morphtools.decision_tree import DECALS_DR5, DECALS_QUESTIONS  # noqa: E402
 from morphtools.sharding import shard_digest  # noqa: E402
 
@@ -19,7 +21,20 @@ RESOURCES = config["resources"]
 SIM = f"{RESOURCES}/simulated"
 SHARDS = list(range(config["shards"]))
 SURVEYS = ["decals", "gz2"]
-IMAGE_FORMAT = {"decals": "fits", "gz2": "jpeg"}
+
+# where the data come from (survey.source / images / gz2): see the schema's descriptions
+SOURCE = config["survey"]["source"]
+IMAGES = config["survey"]["images"]
+GZ2_SOURCE = config["survey"]["gz2"]
+PUBLIC = f"{RESOURCES}/public"
+KAGGLE = f"{RESOURCES}/gz2_kaggle"
+IMAGE_FORMAT = {"decals": "png" if IMAGES == "gz_decals_png" else "fits", "gz2": "jpeg"}
+# the simulated surveys' hidden truth is what the sample figure and the representation check read
+HAS_TRUTH = {"decals": SOURCE == "simulated", "gz2": GZ2_SOURCE == "simulated"}
+LEGACY_SURVEY = config["cutouts"]["legacy_survey"]
+# a cache per (layer, bands): cutouts of one data release never answer for another
+CUTOUT_CACHE = (f"{RESOURCES}/cutouts/decals" if IMAGES == "simulated"
+                else f"{RESOURCES}/cutouts/{LEGACY_SURVEY['layer']}_{config['cutouts']['bands']}")
 
 
 PRETRAINING = config["pretraining"]
@@ -62,6 +77,31 @@ def _check_similarity_config():
             if name not in answers:
                 raise ValueError(f"representation_maps.subsets.{subset}: {name!r} is not a fraction that model "
                                  f"{EMBEDDING_MODEL!r} predicts")
+
+
+def _check_survey_config():
+    """Combinations the schema cannot express, named by their keys."""
+    survey = config["survey"]
+    if IMAGES == "simulated" and SOURCE != "simulated":
+        raise ValueError(f"survey.images: simulated renders only the simulated survey's galaxies; with survey.source "
+                         f"{SOURCE!r} use legacy_survey or gz_decals_png")
+    if IMAGES == "gz_decals_png" and not survey["public"]["png_zips"]:
+        raise ValueError("survey.images: gz_decals_png needs the zips' names in survey.public.png_zips")
+    if SOURCE == "catalogue":
+        path = survey["catalogue"]["path"]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"survey.catalogue.path: catalogue file {path!r} does not exist")
+        # a catalogue of one's own usually has no GZ DECaLS votes, so nothing to pretrain on
+        columns = set(table_columns(path))
+        for variant in VARIANTS:
+            if variant in PRETRAINING["weights"]:
+                continue
+            needed = [c for q in DECALS_DR5 if q.name in variant_questions(variant) for c in q.answer_columns()]
+            absent = [c for c in needed if c not in columns]
+            if absent:
+                raise ValueError(
+                    f"pretraining.variants.{variant}: {path} has no vote-count columns to pretrain on (e.g. "
+                    f"{absent[0]!r}); give a trained model in pretraining.weights.{variant}, or add the votes")
 
 
 wildcard_constraints:
@@ -138,15 +178,50 @@ def all_outputs():
     for survey in SURVEYS:
         out += shard_files(f"{RESULTS}/{{survey}}/crops/shard_{{shard}}.h5", survey)
         out.append(f"{RESULTS}/{survey}/qa_summary.csv")
-    out.append(f"{RESULTS}/figures/sample_galaxies.png")
+    if all(HAS_TRUTH.values()):  # the figure shows each hidden class
+        out.append(f"{RESULTS}/figures/sample_galaxies.png")
     for survey in SURVEYS:
         out += [f"{RESULTS}/{survey}/pca.h5", f"{RESULTS}/{survey}/pca_variance.csv"]
     out += [f"{RESULTS}/representation_summary.csv"]
     if any(v not in PRETRAINING["weights"] for v in VARIANTS):
         out.append(f"{RESULTS}/figures/training_curves.png")
-    if config["survey"]["source"] == "simulated":
+    if HAS_TRUTH["decals"]:
         out += [f"{RESULTS}/checks/representation_check.csv", f"{RESULTS}/figures/representation_check.png"]
         # the forum tags come with the survey's tables (GZ Talk for real data)
         out += [f"{RESULTS}/similarity/tag_precision.csv", f"{RESULTS}/figures/similarity_tags.png"]
     out += expand(f"{RESULTS}/figures/umap_{{subset}}.png", subset=list(MAPS["subsets"]))
     return out
+
+
+_check_survey_config()
+
+
+# -- inputs that depend on the data source -----------------------------------------------------------------------
+
+
+def zenodo_file(name):
+    return f"{PUBLIC}/zenodo/{name}"
+
+
+def decals_catalogue_inputs():
+    """The files the DECaLS catalogue is built from, by survey.source."""
+    if SOURCE == "simulated":
+        return {"nsa": f"{SIM}/decals/nsa_v1_0_1.fits", "volunteers": f"{SIM}/decals/gz_decals_volunteers.csv"}
+    if SOURCE == "public":
+        public = config["survey"]["public"]
+        inputs = {"nsa": f"{PUBLIC}/nsa_v1_0_1.fits", "volunteers": zenodo_file(public["volunteers"])}
+        if public["automated"]:
+            inputs["automated"] = zenodo_file(public["automated"])
+        return inputs
+    return {"table": config["survey"]["catalogue"]["path"]}
+
+
+def zenodo_files():
+    """Files the run needs from the GZ DECaLS Zenodo record."""
+    public = config["survey"].get("public") or {}
+    names = []
+    if SOURCE == "public":
+        names += [public["volunteers"]] + ([public["automated"]] if public["automated"] else [])
+    if IMAGES == "gz_decals_png":
+        names += list(public["png_zips"])
+    return names
