@@ -21,7 +21,8 @@ from morphtools.downloads import (
 )
 from morphtools.standins import StandinServer
 
-FAST = RetryPolicy(max_tries=4, timeout_s=0.5, backoff_s=0.01, max_backoff_s=0.05, max_retry_after_s=30)
+# a timeout with room for a loaded CI machine; stalls last well past it
+FAST = RetryPolicy(max_tries=4, timeout_s=1.5, backoff_s=0.01, max_backoff_s=0.05, max_retry_after_s=30)
 
 
 def test_retry_after_header_forms():
@@ -65,7 +66,7 @@ def test_retry_after_is_capped(payload):
 
 
 def test_permanent_errors_are_not_retried_and_giving_up_lists_every_try(payload):
-    with StandinServer(files={"/f": payload}, stall_s=2) as server:
+    with StandinServer(files={"/f": payload}, stall_s=5) as server:
         with pytest.raises(PermanentHTTPError, match=r"HTTP 404 from http://127\.0\.0\.1:\d+/nowhere"):
             get_with_retries(new_session(), server.url + "/nowhere", None, FAST, sleep=lambda s: None)
         assert len(server.requests) == 1
@@ -105,7 +106,7 @@ def test_a_corrupt_download_is_refetched_and_a_persistently_corrupt_one_fails_le
 
 def test_a_stalled_download_gives_up_but_keeps_its_bytes_for_the_next_run(payload, tmp_path):
     dest = tmp_path / payload.name
-    with StandinServer(files={"/f": payload}, stall_s=2) as server:
+    with StandinServer(files={"/f": payload}, stall_s=5) as server:
         remote = RemoteFile(payload.name, server.url + "/f", md5=file_md5(payload), size=payload.stat().st_size)
         server.faults.add("/f", ["truncate", "stall", "stall", "stall", "stall"])
         with pytest.raises(GaveUpError, match="bytes kept in"):

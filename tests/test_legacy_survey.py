@@ -27,7 +27,8 @@ from morphtools.simulation.render import DECALS
 from morphtools.simulation.sky import SimulatedSky
 from morphtools.standins import StandinServer, position_key
 
-POLICY = RetryPolicy(max_tries=3, timeout_s=0.5, backoff_s=0.05, max_backoff_s=0.1, max_retry_after_s=5)
+# a timeout with room for a loaded CI machine; stalls last well past it
+POLICY = RetryPolicy(max_tries=3, timeout_s=1.5, backoff_s=0.05, max_backoff_s=0.1, max_retry_after_s=5)
 
 
 def key_of(row):
@@ -65,7 +66,7 @@ def test_every_fault_lands_in_the_qa_table_and_a_rerun_fetches_only_what_is_miss
     rows = small_decals_survey["catalogue"].head(20)
     sky = SimulatedSky(small_decals_survey["truth"], DECALS)
     cache = tmp_path / "cache"
-    with StandinServer(sky, stall_s=2.0, retry_after_s=1) as server:
+    with StandinServer(sky, stall_s=5.0, retry_after_s=1) as server:
         plan = dict(zip(rows["galaxy_id"], FAULT_PLAN, strict=False))
         for row in rows.itertuples():
             if row.galaxy_id in plan:
