@@ -12,6 +12,10 @@ rule decals_cutouts:
         rows_digest=shard_rows_digest("decals"),
         cache_dir=f"{RESOURCES}/cutouts/decals",
         cutouts=config["cutouts"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
     log:
         f"{RESULTS}/logs/decals_cutouts/shard_{{shard}}.log",
     benchmark:
@@ -31,6 +35,10 @@ rule gz2_images:
     params:
         rows_digest=shard_rows_digest("gz2"),
         image_dir=f"{SIM}/gz2/images_training_rev1",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     log:
         f"{RESULTS}/logs/gz2_images/shard_{{shard}}.log",
     benchmark:
@@ -52,6 +60,10 @@ rule preprocess:
         preprocessing=config["preprocessing"],
         bands=config["cutouts"]["bands"],
         max_blank_fraction=config["cutouts"]["max_blank_fraction"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
     log:
         f"{RESULTS}/logs/preprocess/{{survey}}_shard_{{shard}}.log",
     benchmark:
@@ -71,6 +83,10 @@ rule qa_summary:
             caption="../report/qa_summary.rst",
             category="Data",
         ),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         f"{RESULTS}/logs/qa_summary_{{survey}}.log",
     benchmark:
