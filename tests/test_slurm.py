@@ -193,7 +193,7 @@ def slurm_jobs():
 def test_every_job_went_through_sbatch(slurm_run):
     log = slurm_run.log
     submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
-    ran = [(rule, w) for rule, w in dry_run_jobs(log)]
+    ran = dry_run_jobs(log)
     local = [line for line in log.splitlines() if line.startswith("localrule ")]
     assert local == ["localrule all:"], local  # nothing but the target ran outside SLURM
     assert len(submitted) == len(ran) - 1 >= 30, (len(submitted), len(ran))
@@ -201,8 +201,9 @@ def test_every_job_went_through_sbatch(slurm_run):
     states = {jobid: (comment, state) for jobid, comment, state in slurm_jobs()}
     for _, slurm_id in submitted:
         assert states[slurm_id][1] == "COMPLETED", (slurm_id, states[slurm_id])
-    rules_run = {re.match(r"rule_(\w+?)(?:_wildcards_|$)", states[s][0]).group(1) for _, s in submitted}
-    assert rules_run == {r.name for r in job_rules()}
+    rules_submitted = {re.match(r"rule_(\w+?)(?:_wildcards_|$)", states[s][0]).group(1) for _, s in submitted}
+    assert rules_submitted == {rule for rule, _ in ran} - {"all"}
+    assert {"pretrain", "embed", "preprocess"} <= rules_submitted
 
 
 # Not outputs of the science: per-job logs and timings, and the pretraining checkpoint
