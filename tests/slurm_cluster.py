@@ -27,6 +27,8 @@ PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 COMMANDS = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel", "munged", "munge", "unmunge"]
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK_FILE = Path("/run/lock/morphtools-slurm-cluster.lock")
+HOSTS = Path("/etc/hosts")
+HOSTS_MARK = "# added by morphtools tests/slurm_cluster.py"
 PARTITION = "debug"
 
 
@@ -127,6 +129,7 @@ class SlurmCluster:
         self._lock = None
         self._conf_backup = None
         self._wrote_conf = False
+        self._hosts_line = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -169,6 +172,10 @@ class SlurmCluster:
             else:
                 SLURM_CONF.unlink(missing_ok=True)
             self._wrote_conf = False
+        if self._hosts_line is not None:
+            lines = HOSTS.read_text().splitlines(keepends=True)
+            HOSTS.write_text("".join(line for line in lines if line != self._hosts_line))
+            self._hosts_line = None
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
@@ -198,10 +205,18 @@ class SlurmCluster:
                 time.sleep(2)
 
     def _check_hostname(self):
+        """SlurmctldHost and NodeName are this host's short name, which must resolve: if it
+        does not, an /etc/hosts line is added (and removed again on stop)."""
         try:
             socket.gethostbyname(self.host)
-        except OSError as err:
-            raise RuntimeError(f"hostname {self.host!r} does not resolve (add it to /etc/hosts)") from err
+            return
+        except OSError:
+            pass
+        line = f"127.0.0.1 {self.host}  {HOSTS_MARK}\n"
+        with open(HOSTS, "a") as f:
+            f.write(line)
+        self._hosts_line = line
+        socket.gethostbyname(self.host)
 
     def _start_munge(self):
         if _munge_works():
