@@ -164,3 +164,49 @@ def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
                   fingerprint(store.galaxy_ids, counts, spec, TrainingParams(**{**params.__dict__, "seed": 5}),
                               store.image_shape)):
         assert other != same and Checkpoint(ckpt, other).load_state() is None
+
+
+
+RESUME_IN_NEW_PROCESS = """
+import logging, sys
+from pathlib import Path
+import numpy as np
+from morphtools.model import ModelSpec
+from morphtools.pretraining import ImageStore, TrainingParams, pretrain
+tmp = Path(sys.argv[1])
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+store = ImageStore(sorted(tmp.glob("shard_*.h5")))
+counts = np.random.default_rng(1).integers(0, 20, (len(store), 3)).astype(np.float32)
+params = TrainingParams(epochs=1, batch_size=16, validation_fraction=0.25, seed=4)
+_, history = pretrain(store, counts, ModelSpec(crop_size=32, questions=("smooth-or-featured",)), params,
+                      tmp / "ckpt", logger=logging.getLogger("fresh"))
+print("EPOCHS", list(history["epoch"]))
+"""
+
+
+def test_a_fresh_process_resumes_the_checkpoint(tmp_path):
+    """A job killed at its time limit is retried in a new process (SLURM retries): the
+    checkpoint, which holds the custom Keras layer and loss, must load there too, before
+    anything else has defined those classes. (The checkpoint is written by hand here, as
+    after one epoch, to spare a training run.)"""
+    import subprocess
+    import sys
+
+    from morphtools.model import build_model, compile_model
+
+    paths, _ = write_shards(tmp_path, (20, 20), size=36)
+    store = ImageStore(paths)
+    counts = np.random.default_rng(1).integers(0, 20, (40, 3)).astype(np.float32)
+    spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
+    params = TrainingParams(epochs=1, batch_size=16, validation_fraction=0.25, seed=4)
+    ckpt = Checkpoint(tmp_path / "ckpt", fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape))
+    model = compile_model(build_model(spec, seed=params.seed), spec, params.learning_rate)
+    ckpt.save_model(model, ckpt.last)
+    ckpt.save_model(model, ckpt.best)
+    row = {"epoch": 1, "loss": 5.0, "val_loss": 4.0, "seconds": 1.0, "images_per_second": 30.0}
+    ckpt.save_state({"epochs_done": 1, "best_val_loss": 4.0, "best_epoch": 1, "wait": 0, "stopped_early": False,
+                     "history": [row]})
+    proc = subprocess.run([sys.executable, "-c", RESUME_IN_NEW_PROCESS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "resuming" in proc.stdout and "EPOCHS [1]" in proc.stdout, proc.stdout[-2000:]

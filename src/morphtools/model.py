@@ -13,6 +13,7 @@ zero, which is how the decision tree is respected: no masks are needed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -136,10 +137,18 @@ def _register(cls):
 def make_loss(spec: ModelSpec):
     """A Keras loss object for ``spec``'s questions (mean over the batch of the per-galaxy
     summed negative log-likelihood)."""
-    return DirichletMultinomialLoss(tuple(len(DECALS_QUESTIONS[q].answers) for q in spec.questions))
+    _, loss_class = keras_classes()
+    return loss_class(tuple(len(DECALS_QUESTIONS[q].answers) for q in spec.questions))
 
 
-def _define_layers():
+@functools.cache
+def keras_classes():
+    """(DirichletConcentration, DirichletMultinomialLoss), defined and registered with Keras
+    on first call rather than at import, so that importing this module (which the
+    catalogue, merging, PCA and plotting steps do, through ``morphtools.embedding`` and
+    ``morphtools.pretraining``) does not import Keras and its backend: their environments
+    (workflow/envs/) do not have them. Call it before ``keras.saving.load_model`` of a
+    file that holds these layers."""
     keras = _keras()
 
     @_register
@@ -172,7 +181,13 @@ def _define_layers():
     return DirichletConcentration, DirichletMultinomialLoss
 
 
-DirichletConcentration, DirichletMultinomialLoss = _define_layers()
+def __getattr__(name):
+    """``morphtools.model.DirichletConcentration`` and ``.DirichletMultinomialLoss`` stay
+    importable by name; they are defined on first access (:func:`keras_classes`)."""
+    classes = ("DirichletConcentration", "DirichletMultinomialLoss")
+    if name in classes:
+        return keras_classes()[classes.index(name)]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_model(spec: ModelSpec, seed: int | None = None, batchnorm_momentum: float = 0.9):
@@ -196,7 +211,8 @@ def build_model(spec: ModelSpec, seed: int | None = None, batchnorm_momentum: fl
     representation = base.output
     x = keras.layers.Dropout(spec.dropout, name="head_dropout")(representation)
     x = keras.layers.Dense(spec.n_answers, name="answer_logits")(x)
-    concentrations = DirichletConcentration(name="concentrations")(x)
+    concentration_class, _ = keras_classes()
+    concentrations = concentration_class(name="concentrations")(x)
     return keras.Model(inputs, concentrations, name="zoobot_efficientnetb0")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .model import ModelSpec, build_model, compile_model
+from .model import ModelSpec, build_model, compile_model, keras_classes
 from .storage import atomic_path, decode_ids
 
 log = logging.getLogger(__name__)
@@ -341,6 +341,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape))
     state = checkpoint.load_state()
     if state is not None:
+        keras_classes()  # registers the custom layer and loss the checkpoint names
         model = keras.saving.load_model(checkpoint.last)
         if logger:
             logger.info("resuming from %s after epoch %d", checkpoint.folder, state["epochs_done"])

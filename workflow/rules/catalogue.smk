@@ -13,6 +13,10 @@ checkpoint decals_catalogue:
         cuts=config["selection"],
         shards=config["shards"],
         catalogue=config["survey"].get("catalogue"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     log:
         f"{RESULTS}/logs/decals_catalogue.log",
     benchmark:
@@ -31,6 +35,10 @@ checkpoint gz2_catalogue:
         catalogue=f"{RESULTS}/gz2/catalogue.csv",
     params:
         shards=config["shards"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     log:
         f"{RESULTS}/logs/gz2_catalogue.log",
     benchmark:

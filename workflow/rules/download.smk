@@ -12,7 +12,10 @@ if SOURCE == "public":
             url=config["survey"]["public"]["nsa_url"],
             md5=config["survey"]["public"]["nsa_md5"],
             retry=config["downloads"],
+        threads: 1
         resources:
+            mem_mb=2000,
+            runtime=600,
             downloads=1,
         log:
             f"{RESULTS}/logs/download/nsa.log",
@@ -35,7 +38,10 @@ if zenodo_files():
             zenodo_api=config["survey"]["public"]["zenodo_api"],
             zenodo_record=str(config["survey"]["public"]["zenodo_record"]),
             retry=config["downloads"],
+        threads: 1
         resources:
+            mem_mb=2000,
+            runtime=240,
             downloads=1,
         log:
             f"{RESULTS}/logs/download/{{filename}}.log",

@@ -17,6 +17,10 @@ rule sample_galaxies_figure:
         seed=config["seed"],
         bands=config["cutouts"]["bands"],
         crop_to=config["preprocessing"]["crop_to"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
     log:
         f"{RESULTS}/logs/sample_galaxies_figure.log",
     benchmark:

@@ -18,7 +18,10 @@ if IMAGES in ("simulated", "legacy_survey"):
             cache_dir=CUTOUT_CACHE,
             cutouts=config["cutouts"],
             retry=config["downloads"],
+        threads: 1
         resources:
+            mem_mb=2000,
+            runtime=240,
             # the requests this job has open at once; cap them over all jobs with
             # --resources legacy_survey_connections=N
             legacy_survey_connections=LEGACY_SURVEY["concurrency"] if IMAGES == "legacy_survey" else 0,
@@ -39,6 +42,10 @@ if IMAGES == "gz_decals_png":
             zips=[zenodo_file(name) for name in config["survey"]["public"]["png_zips"]],
         output:
             index=f"{PUBLIC}/gz_decals_png_index.csv",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=60,
         log:
             f"{RESULTS}/logs/gz_decals_png_index.log",
         benchmark:
@@ -58,6 +65,10 @@ if IMAGES == "gz_decals_png":
             rows_digest=shard_rows_digest("decals"),
             image_dir=f"{RESOURCES}/gz_decals_png",
             missing_reason="no image in the GZ DECaLS PNG zips",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=60,
         log:
             f"{RESULTS}/logs/decals_pngs/shard_{{shard}}.log",
         benchmark:
@@ -79,6 +90,10 @@ if GZ2_SOURCE == "simulated":
         params:
             rows_digest=shard_rows_digest("gz2"),
             image_dir=f"{SIM}/gz2/images_training_rev1",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=60,
         log:
             f"{RESULTS}/logs/gz2_images/shard_{{shard}}.log",
         benchmark:
@@ -99,6 +114,10 @@ else:
         params:
             work_dir=KAGGLE,
             expected_galaxies=config["survey"]["kaggle"]["expected_galaxies"],
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=120,
         log:
             f"{RESULTS}/logs/gz2_kaggle_unpack.log",
         benchmark:
@@ -118,6 +137,10 @@ else:
             rows_digest=shard_rows_digest("gz2"),
             image_dir=f"{KAGGLE}/images_training_rev1",
             missing_reason="no images_training_rev1/<GalaxyID>.jpg in the Kaggle archive",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=60,
         log:
             f"{RESULTS}/logs/gz2_images/shard_{{shard}}.log",
         benchmark:
@@ -139,6 +162,10 @@ rule preprocess:
         preprocessing=config["preprocessing"],
         bands=config["cutouts"]["bands"],
         max_blank_fraction=config["cutouts"]["max_blank_fraction"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
     log:
         f"{RESULTS}/logs/preprocess/{{survey}}_shard_{{shard}}.log",
     benchmark:
@@ -158,6 +185,10 @@ rule qa_summary:
             caption="../report/qa_summary.rst",
             category="Data",
         ),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         f"{RESULTS}/logs/qa_summary_{{survey}}.log",
     benchmark:

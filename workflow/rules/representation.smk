@@ -70,8 +70,10 @@ rule merge_embeddings:
         shards=lambda wildcards: shard_files(f"{RESULTS}/{{survey}}/embeddings/shard_{{shard}}.h5", wildcards.survey),
     output:
         merged=f"{RESULTS}/{{survey}}/representation.h5",
+    threads: 1
     resources:
         mem_mb=2000,
+        runtime=60,
     log:
         f"{RESULTS}/logs/merge_embeddings/{{survey}}.log",
     benchmark:
@@ -97,8 +99,10 @@ rule pca:
     params:
         components=PCA_DIMS,
         batch_size=config["pca"]["batch_size"],
+    threads: 1
     resources:
         mem_mb=4000,
+        runtime=120,
     log:
         f"{RESULTS}/logs/pca/{{survey}}.log",
     benchmark:
@@ -122,6 +126,10 @@ rule representation_summary:
         ),
     params:
         surveys=SURVEYS,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     log:
         f"{RESULTS}/logs/representation_summary.log",
     benchmark:
@@ -144,6 +152,10 @@ rule training_curves:
         ),
     params:
         variants=[v for v in VARIANTS if v not in PRETRAINING["weights"]],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     log:
         f"{RESULTS}/logs/training_curves.log",
     benchmark:
@@ -178,6 +190,10 @@ rule representation_check:
     params:
         check=config["representation_check"],
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
     log:
         f"{RESULTS}/logs/representation_check.log",
     benchmark:

@@ -36,7 +36,9 @@ rule similarity_tags:
         tags=SIMILARITY["tags"],
         seed=config["seed"],
         shards=SHARDS,
+    threads: 1
     resources:
+        runtime=30,
         mem_mb=2000,
     log:
         f"{RESULTS}/logs/similarity_tags.log",

@@ -11,6 +11,10 @@ rule simulate_decals_survey:
     params:
         n_galaxies=config["survey"]["simulated"]["decals_galaxies"],
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     log:
         f"{RESULTS}/logs/simulate_decals_survey.log",
     benchmark:
@@ -28,6 +32,10 @@ rule simulate_gz2_tables:
     params:
         n_galaxies=config["survey"]["simulated"]["gz2_galaxies"],
         seed=config["seed"] + 1,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     log:
         f"{RESULTS}/logs/simulate_gz2_tables.log",
     benchmark:
