@@ -103,7 +103,9 @@ def thumbnail_map_figure(xy: np.ndarray, centres: np.ndarray, thumbnails: np.nda
     wide, centred on ``centres`` (m, 2): the centres of the grid cells the galaxies lie in
     (within half a cell of their own position), so thumbnails tile without hiding each
     other. With no galaxies, the figure carries ``note`` instead."""
-    fig, ax = plt.subplots(figsize=(9, 9))
+    span = np.ptp(xy, axis=0) + 2 * cell_size if len(xy) else np.ones(2)
+    aspect = float(np.clip(span[1] / span[0], 0.4, 2.5))  # the figure takes the map's shape
+    fig, ax = plt.subplots(figsize=(11, 11 * aspect + 0.5) if aspect <= 1 else (11 / aspect, 11.5))
     if len(xy):
         ax.scatter(xy[:, 0], xy[:, 1], s=2, color="0.6", zorder=0, linewidths=0)
         half = 0.48 * cell_size  # a thin white gap between neighbouring thumbnails

@@ -285,8 +285,9 @@ class SimilarityIndex:
         if self.unsearchable is not None and galaxy_id in set(self.unsearchable["galaxy_id"]):
             raise UnknownGalaxyError(f"galaxy {galaxy_id!r} is in the catalogue but has no representation: it was "
                                      f"rejected in preprocessing (see the qa/ tables)")
-        raise UnknownGalaxyError(f"galaxy {galaxy_id!r} is not in the catalogue of {len(self)} searchable galaxies "
-                                 f"(ids look like {self.galaxy_ids[0]!r})")
+        example = f" (ids look like {self.galaxy_ids[0]!r})" if len(self) else ""
+        raise UnknownGalaxyError(f"galaxy {galaxy_id!r} is not in the catalogue of {len(self)} searchable "
+                                 f"galaxies{example}")
 
     def match_sky(self, ra: float, dec: float, max_arcsec: float = MATCH_MAX_ARCSEC,
                   warn_arcsec: float = MATCH_WARNING_ARCSEC) -> SkyMatch:

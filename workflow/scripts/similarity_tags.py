@@ -49,7 +49,7 @@ for r in shown.itertuples(index=False):
     rows.append(list(thumbnails(index, [index.row(g) for g in ranked["galaxy_id"]], crops)))
     labels.append(f"#{r.tag}\n{params.k} nearest: {r.top_query_precision:.0%}\nprevalence {r.prevalence:.1%}")
     captions.append([f"query ({r.query_uses} uses)"] + [str(k) for k in ranked["rank"].iloc[1:]])
-    marked.append(list(ranked["carries_tag"]))
+    marked.append([False] + list(ranked["carries_tag"].iloc[1:]))  # the query carries it by choice
 with atomic_path(snakemake.output.figure, suffix=".png") as tmp:
     if rows:
         galaxy_rows_figure(rows, tmp, labels, captions, marked,
