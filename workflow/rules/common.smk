@@ -120,4 +120,52 @@ def all_outputs():
         out.append(f"{RESULTS}/figures/training_curves.png")
     if config["survey"]["source"] == "simulated":
         out += [f"{RESULTS}/checks/representation_check.csv", f"{RESULTS}/figures/representation_check.png"]
+    out += anomaly_outputs()
+    return out
+
+
+# ---- anomaly experiments (paper sec. 3) -------------------------------------------------
+
+ANOMALY = config["anomaly"]
+EXPERIMENTS = ANOMALY["experiments"]
+ANOMALY_REPEATS = list(range(ANOMALY["repeats"]))
+
+
+def _check_anomaly_config():
+    for name, exp in EXPERIMENTS.items():
+        if exp.get("threshold") is None and "prevalence" not in exp:
+            raise ValueError(f"anomaly.experiments.{name}: give a threshold or a prevalence")
+    if ANOMALY["figures"]["map_experiment"] not in EXPERIMENTS:
+        raise ValueError(f"anomaly.figures.map_experiment {ANOMALY['figures']['map_experiment']!r} is not an "
+                         f"experiment {sorted(EXPERIMENTS)}")
+    if ANOMALY["first_batch"] > ANOMALY["ratings"]:
+        raise ValueError(f"anomaly.first_batch {ANOMALY['first_batch']} > anomaly.ratings {ANOMALY['ratings']}")
+    if ANOMALY["pca_components"] not in PCA_DIMS:
+        raise ValueError(f"anomaly.pca_components {ANOMALY['pca_components']} is not among pca.components {PCA_DIMS}")
+
+
+_check_anomaly_config()
+
+
+def experiment_labels_table(name):
+    """The table holding an experiment's vote fractions, when it is not the catalogue."""
+    table = EXPERIMENTS[name].get("labels_table", "catalogue")
+    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
+
+
+def anomaly_runs(name=None):
+    """Every {experiment}/{method}/repeat_{repeat} run file (of one experiment, or all)."""
+    names = [name] if name else list(EXPERIMENTS)
+    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}.csv"
+            for n in names for m in EXPERIMENTS[n]["methods"] for r in ANOMALY_REPEATS]
+
+
+def anomaly_surveys():
+    return sorted({exp["survey"] for exp in EXPERIMENTS.values()})
+
+
+def anomaly_outputs():
+    out = [f"{RESULTS}/anomaly/table1.csv", f"{RESULTS}/anomaly/metrics.csv",
+           f"{RESULTS}/figures/anomaly_map.png", f"{RESULTS}/figures/anomaly_top.png"]
+    out += [f"{RESULTS}/figures/anomaly_curves_{s}.png" for s in anomaly_surveys()]
     return out
