@@ -17,6 +17,7 @@ indices to the user's ratings, so a method never sees a rating it did not ask fo
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -77,6 +78,16 @@ def make_gp(seed: int, normalize_y: bool = False) -> GaussianProcessRegressor:
                                     random_state=seed)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Hyperparameters at their bounds (ConvergenceWarning) are routine with a few ratings;
+    modAL 0.4.2.1's force_all_finite FutureWarning is what the scikit-learn pin guards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*force_all_finite.*", category=FutureWarning)
+        yield
+
+
 def _batch_sizes(params: ActiveParams) -> list[int]:
     if params.n_ratings < params.first_batch:
         raise ValueError(f"n_ratings {params.n_ratings} < first_batch {params.first_batch}")
@@ -103,18 +114,19 @@ def gp_active_learning(features: np.ndarray, rate: Callable[[np.ndarray], np.nda
     acquired, batches, ratings = [first], [np.zeros(len(first), int)], [rate(first)]
     rated = np.zeros(n, bool)
     rated[first] = True
-    optimizer = BayesianOptimizer(estimator=make_gp(seed, params.normalize_y),
-                                  query_strategy=partial(max_EI, tradeoff=params.tradeoff),
-                                  X_training=X[first], y_training=ratings[0].astype(float))
+    with _quiet():
+        optimizer = BayesianOptimizer(estimator=make_gp(seed, params.normalize_y),
+                                      query_strategy=partial(max_EI, tradeoff=params.tradeoff),
+                                      X_training=X[first], y_training=ratings[0].astype(float))
     steps = []
     for b, size in enumerate(sizes[1:], start=1):
         start = time.perf_counter()
         pool = np.flatnonzero(~rated)
-        query, *_ = optimizer.query(X[pool], n_instances=size)
+        with _quiet():
+            query, *_ = optimizer.query(X[pool], n_instances=size)
         chosen = pool[np.asarray(query, int).ravel()]
         new = rate(chosen)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        with _quiet():
             optimizer.teach(X[chosen], new.astype(float))
         steps.append(time.perf_counter() - start)
         rated[chosen] = True
