@@ -82,7 +82,9 @@ rule anomaly_run:
         run=f"{RESULTS}/anomaly/{{experiment}}/runs/{{method}}/repeat_{{repeat}}.csv",
         info=f"{RESULTS}/anomaly/{{experiment}}/runs/{{method}}/repeat_{{repeat}}.json",
     params:
-        anomaly={k: v for k, v in ANOMALY.items() if k not in ("experiments", "figures", "top_n", "curve_max_n")},
+        # only what a run reads, so that e.g. more repeats do not rerun the finished ones
+        anomaly={k: ANOMALY[k] for k in ("ratings", "first_batch", "batch_size", "tradeoff", "normalize_y",
+                                         "rating_scale", "isolation_trees", "forest_trees", "neighbour_alpha")},
         # every method sees the same seed in a repeat: the GP methods share the first batch
         seed=lambda wildcards: config["seed"] + int(wildcards.repeat),
     threads: 1
