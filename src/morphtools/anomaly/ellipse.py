@@ -69,9 +69,9 @@ def contour_mask(image: np.ndarray, sigma_clip: float = 3.0) -> np.ndarray:
 def _centroid(contour) -> tuple[float, float]:
     m = cv2.moments(contour)
     if m["m00"] == 0:
-        # a degenerate (line-like) contour: the mean of its points
-        pts = contour.reshape(-1, 2).astype(float)
-        return float(pts[:, 0].mean()), float(pts[:, 1].mean())
+        # a degenerate (point- or line-like) contour: the centre of its bounding box
+        x, y, w, h = cv2.boundingRect(contour)
+        return x + (w - 1) / 2, y + (h - 1) / 2
     return m["m10"] / m["m00"], m["m01"] / m["m00"]
 
 

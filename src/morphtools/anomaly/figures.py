@@ -44,10 +44,12 @@ def curves_figure(curves: pd.DataFrame, prevalence: dict[str, float], path, titl
                 ax.set_title(experiment)
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    ncol = max(1, min(len(labels), 2 * len(experiments)))
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.97 if title else 1))
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.01, 1, 0.96 if title else 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -71,7 +73,7 @@ def project_2d(features: np.ndarray, method: str = "umap", neighbours: int = 15,
 
 def map_panel(ax, xy, colour, is_anomaly, rated, title, colour_label):
     order = np.argsort(colour)  # high values drawn last
-    sc = ax.scatter(xy[order, 0], xy[order, 1], c=np.asarray(colour)[order], cmap="coolwarm", s=4, alpha=0.35,
+    sc = ax.scatter(xy[order, 0], xy[order, 1], c=np.asarray(colour)[order], cmap="coolwarm", s=6, alpha=0.6,
                     linewidths=0)
     ax.scatter(xy[is_anomaly, 0], xy[is_anomaly, 1], c="red", s=10, label="anomalies")
     ax.scatter(xy[rated, 0], xy[rated, 1], c="black", s=10, marker="x", linewidths=0.8, label="rated by the user")

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 import pandas as pd
 
 from ..storage import atomic_path, decode_ids, write_csv
-from .ellipse import EllipseParams, image_features
-from .methods import RunResult
+
+if TYPE_CHECKING:  # imported where used: run jobs need neither OpenCV nor astropy
+    from .ellipse import EllipseParams
+    from .methods import RunResult
 
 
 def ellipse_features_for_manifest(manifest: pd.DataFrame, fmt: str, params: EllipseParams, bands: str = "grz",
@@ -32,6 +35,7 @@ def ellipse_features_for_manifest(manifest: pd.DataFrame, fmt: str, params: Elli
     the volunteers saw (GZ2 JPEG; DECaLS FITS -> dr2 colour at ``image_size``)."""
     from ..cutouts import CutoutError, read_fits_cutout
     from ..preprocessing import fits_to_colour_image, load_jpeg_rgb
+    from .ellipse import image_features
 
     names = params.feature_names()
     rows = []

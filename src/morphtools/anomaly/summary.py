@@ -67,7 +67,7 @@ def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), 
             paper = PAPER_TABLE_1.get((experiment, method), ("", "", ""))
             row = {"data set": SURVEY_LABELS.get(info.get("survey", ""), info.get("survey", "")),
                    "anomaly": experiment, "method": METHOD_LABELS.get(method, method)}
-            mean, err, count = mean_and_error(runs["average_precision"], sigmas)
+            mean, err, _ = mean_and_error(runs["average_precision"], sigmas)
             row["average precision"] = _fmt(mean, err, False)
             row["paper average precision"] = paper[0]
             for n in top_n:
@@ -76,8 +76,9 @@ def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), 
                 row[f"paper accuracy (top {n})"] = paper[1 + paper_n.index(n)] if n in paper_n else ""
             for n in top_n:
                 row[f"best possible (top {n})"] = _fmt(float(runs[f"max_accuracy_top{n}"].iloc[0]), np.nan, True)
-            row.update(repeats=count, galaxies=int(runs["n_galaxies"].iloc[0]),
-                       anomalies=int(runs["n_anomalies"].iloc[0]), threshold=info.get("threshold", np.nan))
+            row.update(repeats=int(runs["repeat"].nunique()), galaxies=int(runs["n_galaxies"].iloc[0]),
+                       anomalies=int(runs["n_anomalies"].iloc[0]),
+                       threshold=round(float(info.get("threshold", np.nan)), 3))
             rows.append(row)
     return pd.DataFrame(rows)
 
