@@ -10,24 +10,6 @@ wildcard_constraints:
     repeat=r"\d+",
 
 
-def _experiment_survey(wildcards):
-    return EXPERIMENTS[wildcards.experiment]["survey"]
-
-
-def _experiment_inputs(wildcards):
-    survey = _experiment_survey(wildcards)
-    inputs = {
-        "catalogue": catalogue_input(survey)(wildcards),
-        "representation": f"{RESULTS}/{survey}/representation.h5",
-        "pca": f"{RESULTS}/{survey}/pca.h5",
-        "ellipse": shard_files(f"{RESULTS}/{{survey}}/ellipse/shard_{{shard}}.csv", survey),
-    }
-    labels = experiment_labels_table(wildcards.experiment)
-    if labels:
-        inputs["labels"] = labels
-    return inputs
-
-
 rule ellipse_features:
     input:
         manifest=f"{RESULTS}/{{survey}}/images/shard_{{shard}}.csv",
@@ -116,12 +98,10 @@ rule anomaly_metrics:
         summary=f"{RESULTS}/anomaly/metrics_summary.csv",
         curves=f"{RESULTS}/anomaly/curves.csv",
     params:
-        experiments=list(EXPERIMENTS),
-        methods={name: exp["methods"] for name, exp in EXPERIMENTS.items()},
-        repeats=ANOMALY_REPEATS,
+        experiments=list(EXPERIMENTS),  # in the order of input.galaxies and input.summaries
+        run_keys=anomaly_run_keys(),  # (experiment, method, repeat) of each of input.runs
         top_n=ANOMALY["top_n"],
         curve_max_n=ANOMALY["curve_max_n"],
-        results=RESULTS,
     log:
         f"{RESULTS}/logs/anomaly_metrics.log",
     benchmark:

@@ -153,11 +153,32 @@ def experiment_labels_table(name):
     return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
 
 
-def anomaly_runs(name=None):
-    """Every {experiment}/{method}/repeat_{repeat} run file (of one experiment, or all)."""
-    names = [name] if name else list(EXPERIMENTS)
-    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}.csv"
-            for n in names for m in EXPERIMENTS[n]["methods"] for r in ANOMALY_REPEATS]
+def anomaly_run_keys():
+    """(experiment, method, repeat) of every anomaly run."""
+    return [(n, m, r) for n, exp in EXPERIMENTS.items() for m in exp["methods"] for r in ANOMALY_REPEATS]
+
+
+def anomaly_runs():
+    """Every {experiment}/runs/{method}/repeat_{repeat}.csv, in anomaly_run_keys() order."""
+    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}.csv" for n, m, r in anomaly_run_keys()]
+
+
+def _experiment_survey(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["survey"]
+
+
+def _experiment_inputs(wildcards):
+    survey = _experiment_survey(wildcards)
+    inputs = {
+        "catalogue": catalogue_input(survey)(wildcards),
+        "representation": f"{RESULTS}/{survey}/representation.h5",
+        "pca": f"{RESULTS}/{survey}/pca.h5",
+        "ellipse": shard_files(f"{RESULTS}/{{survey}}/ellipse/shard_{{shard}}.csv", survey),
+    }
+    labels = experiment_labels_table(wildcards.experiment)
+    if labels:
+        inputs["labels"] = labels
+    return inputs
 
 
 def anomaly_surveys():

@@ -14,18 +14,18 @@ from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import write_csv  # noqa: E402
 
 log = log_to(snakemake.log[0], "anomaly_metrics")
-results = snakemake.params.results
 top_n = tuple(snakemake.params.top_n)
-metrics, curves, summaries = [], [], {}
-for experiment in snakemake.params.experiments:
-    galaxies = pd.read_csv(f"{results}/anomaly/{experiment}/galaxies.csv", dtype={"galaxy_id": str})
-    summaries[experiment] = json.loads(Path(f"{results}/anomaly/{experiment}/summary.json").read_text())
-    for method in snakemake.params.methods[experiment]:
-        for repeat in snakemake.params.repeats:
-            run = read_run(f"{results}/anomaly/{experiment}/runs/{method}/repeat_{repeat}.csv")
-            key = {"experiment": experiment, "method": method, "repeat": repeat}
-            metrics.append(key | run_metrics(galaxies, run, top_n))
-            curves.append(run_curves(galaxies, run, snakemake.params.curve_max_n).assign(**key))
+galaxies, summaries = {}, {}
+for experiment, galaxies_path, summary_path in zip(snakemake.params.experiments, snakemake.input.galaxies,
+                                                   snakemake.input.summaries, strict=True):
+    galaxies[experiment] = pd.read_csv(galaxies_path, dtype={"galaxy_id": str})
+    summaries[experiment] = json.loads(Path(summary_path).read_text())
+metrics, curves = [], []
+for (experiment, method, repeat), path in zip(snakemake.params.run_keys, snakemake.input.runs, strict=True):
+    run = read_run(path)
+    key = {"experiment": experiment, "method": method, "repeat": repeat}
+    metrics.append(key | run_metrics(galaxies[experiment], run, top_n))
+    curves.append(run_curves(galaxies[experiment], run, snakemake.params.curve_max_n).assign(**key))
 metrics = pd.DataFrame(metrics)
 table = table_1(metrics, summaries, top_n)
 write_csv(metrics, snakemake.output.metrics)
