@@ -100,6 +100,8 @@ def test_env_versions_agree_with_requirements_txt():
         for name, version in env_dependencies(path).items():
             if version is None:
                 problems.append(f"{path.name}: {name} has no version pin")
+            elif name == "pip":
+                continue  # the installer of an env's pip: section, pinned but not a project dependency
             elif name == "python":
                 if version != python:
                     problems.append(f"{path.name}: python={version}, but pyproject.toml requires {python}")

@@ -3,6 +3,7 @@
 import re
 import shutil
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,8 +143,55 @@ def test_report_builds(tiny_run_copy):
     html = (tiny_run_copy / "report.html").read_text(errors="replace")
     for expected in ("Representation", "pca_variance.csv", "training_curves.png", "representation_check.png",
                      "sample_galaxies.png", "Similarity search", "tag_precision.csv", "similarity_tags.png",
-                     "umap_all.png", "umap_spiral.png"):
+                     "umap_all.png", "umap_spiral.png", "Anomalies", "table1.csv", "anomaly_curves_gz2.png",
+                     "anomaly_curves_decals.png", "anomaly_map.png", "anomaly_top.png"):
         assert expected in html
+
+
+def test_anomaly_experiments(tiny_run):
+    import json
+
+    import yaml
+
+    results = tiny_run / "results"
+    cfg = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())["anomaly"]
+    for survey in ("decals", "gz2"):
+        for shard in range(3):
+            ellipse = pd.read_csv(results / f"{survey}/ellipse/shard_{shard}.csv", dtype={"galaxy_id": str})
+            assert ellipse.shape[1] == 1 + 24 + 1  # galaxy_id, 24 features, reason
+    metrics = pd.read_csv(results / "anomaly/metrics.csv")
+    for name, exp in cfg["experiments"].items():
+        galaxies = pd.read_csv(results / f"anomaly/{name}/galaxies.csv", dtype={"galaxy_id": str})
+        summary = json.loads((results / f"anomaly/{name}/summary.json").read_text())
+        assert summary["n_galaxies"] == len(galaxies) > cfg["ratings"]
+        assert (galaxies["is_anomaly"] == (galaxies["fraction"] > summary["threshold"])).all()
+        assert galaxies["rating"].between(0, 5).all()
+        with h5py.File(results / f"anomaly/{name}/features.h5") as f:
+            assert f["cnn"].shape == (len(galaxies), 40) and f["ellipse"].shape == (len(galaxies), 24)
+            assert np.isfinite(f["ellipse"][:]).all()
+        rating = galaxies.set_index("galaxy_id")["rating"]
+        for method in exp["methods"]:
+            for repeat in range(cfg["repeats"]):
+                run = pd.read_csv(results / f"anomaly/{name}/runs/{method}/repeat_{repeat}.csv",
+                                  dtype={"galaxy_id": str})
+                assert list(run["galaxy_id"]) == list(galaxies["galaxy_id"]) and run["score"].notna().all()
+                rated = run[run["order"] >= 0].sort_values("order")
+                assert rated["order"].tolist() == list(range(cfg["ratings"]))  # every rating, once, in order
+                assert (rated["rating"].to_numpy() == rating.loc[rated["galaxy_id"]].to_numpy()).all()
+                info = json.loads((results / f"anomaly/{name}/runs/{method}/repeat_{repeat}.json").read_text())
+                assert info["n_rated"] == cfg["ratings"] and info["seed"] == 20220301 + repeat
+        assert len(metrics[metrics["experiment"] == name]) == len(exp["methods"]) * cfg["repeats"]
+    assert metrics["average_precision"].between(0, 1).all()
+    table = pd.read_csv(results / "anomaly/table1.csv")
+    assert {"average precision", "paper average precision", "accuracy (top 5)", "accuracy (top 20)"} <= set(table)
+    assert table.loc[(table["anomaly"] == "odd") & (table["method"] == "CNN + GP"), "paper average precision"].item() \
+        == "0.55 ± 0.10"
+    assert len(table) == sum(len(e["methods"]) for e in cfg["experiments"].values())
+    curves = pd.read_csv(results / "anomaly/curves.csv")
+    assert curves["n"].max() <= cfg["curve_max_n"] and curves["rws"].between(0, 1).all()
+    for figure in ("anomaly_curves_gz2", "anomaly_curves_decals", "anomaly_map", "anomaly_top"):
+        assert (results / f"figures/{figure}.png").stat().st_size > 10_000
+
 
 
 

@@ -67,18 +67,29 @@ class RuleInfo:
 
     @property
     def source(self) -> str:
-        """The rule's own lines in its .smk file (from its header to the next top-level line)."""
+        """The rule's own lines in its .smk file: from its header to the next line indented no
+        deeper than the header. A rule defined inside an ``if`` block is indented; one defined
+        in each branch of an ``if``/``else`` is told apart by the script it runs."""
         lines = self.snakefile.read_text().splitlines()
-        header = re.compile(rf"^(rule|checkpoint)\s+{re.escape(self.name)}\s*:")
-        starts = [i for i, line in enumerate(lines) if header.match(line)]
-        if len(starts) != 1:
-            raise AssertionError(f"rule {self.name}: expected one definition in {self.snakefile}, found {len(starts)}")
-        block = [lines[starts[0]]]
-        for line in lines[starts[0] + 1:]:
-            if line and not line[0].isspace() and not line.startswith("#"):
-                break
-            block.append(line)
-        return "\n".join(block)
+        header = re.compile(rf"^(\s*)(rule|checkpoint)\s+{re.escape(self.name)}\s*:")
+        blocks = []
+        for i, line in enumerate(lines):
+            m = header.match(line)
+            if not m:
+                continue
+            indent = len(m.group(1))
+            block = [line]
+            for following in lines[i + 1:]:
+                stripped = following.lstrip()
+                if stripped and not stripped.startswith("#") and len(following) - len(stripped) <= indent:
+                    break
+                block.append(following)
+            blocks.append("\n".join(block))
+        if len(blocks) > 1 and self.script is not None:
+            blocks = [b for b in blocks if self.script.name in b] or blocks
+        if len(blocks) != 1:
+            raise AssertionError(f"rule {self.name}: expected one definition in {self.snakefile}, found {len(blocks)}")
+        return blocks[0]
 
     def declares(self, directive: str) -> bool:
         return any(line.strip().startswith(f"{directive}:") for line in self.source.splitlines()[1:])

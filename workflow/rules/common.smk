@@ -190,6 +190,7 @@ def all_outputs():
         # the forum tags come with the survey's tables (GZ Talk for real data)
         out += [f"{RESULTS}/similarity/tag_precision.csv", f"{RESULTS}/figures/similarity_tags.png"]
     out += expand(f"{RESULTS}/figures/umap_{{subset}}.png", subset=list(MAPS["subsets"]))
+    out += anomaly_outputs()
     return out
 
 
@@ -225,3 +226,71 @@ def zenodo_files():
     if IMAGES == "gz_decals_png":
         names += list(public["png_zips"])
     return names
+
+
+# ---- anomaly experiments (paper sec. 3) -------------------------------------------------
+
+ANOMALY = config["anomaly"]
+EXPERIMENTS = ANOMALY["experiments"]
+ANOMALY_REPEATS = list(range(ANOMALY["repeats"]))
+
+
+def _check_anomaly_config():
+    for name, exp in EXPERIMENTS.items():
+        if exp.get("threshold") is None and "prevalence" not in exp:
+            raise ValueError(f"anomaly.experiments.{name}: give a threshold or a prevalence")
+    if ANOMALY["figures"]["map_experiment"] not in EXPERIMENTS:
+        raise ValueError(f"anomaly.figures.map_experiment {ANOMALY['figures']['map_experiment']!r} is not an "
+                         f"experiment {sorted(EXPERIMENTS)}")
+    if ANOMALY["first_batch"] > ANOMALY["ratings"]:
+        raise ValueError(f"anomaly.first_batch {ANOMALY['first_batch']} > anomaly.ratings {ANOMALY['ratings']}")
+    if ANOMALY["pca_components"] not in PCA_DIMS:
+        raise ValueError(f"anomaly.pca_components {ANOMALY['pca_components']} is not among pca.components {PCA_DIMS}")
+
+
+_check_anomaly_config()
+
+
+def experiment_labels_table(name):
+    """The table holding an experiment's vote fractions, when it is not the catalogue."""
+    table = EXPERIMENTS[name].get("labels_table", "catalogue")
+    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
+
+
+def anomaly_run_keys():
+    """(experiment, method, repeat) of every anomaly run."""
+    return [(n, m, r) for n, exp in EXPERIMENTS.items() for m in exp["methods"] for r in ANOMALY_REPEATS]
+
+
+def anomaly_runs():
+    """Every {experiment}/runs/{method}/repeat_{repeat}.csv, in anomaly_run_keys() order."""
+    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}.csv" for n, m, r in anomaly_run_keys()]
+
+
+def _experiment_survey(wildcards):
+    return EXPERIMENTS[wildcards.experiment]["survey"]
+
+
+def _experiment_inputs(wildcards):
+    survey = _experiment_survey(wildcards)
+    inputs = {
+        "catalogue": catalogue_input(survey)(wildcards),
+        "representation": f"{RESULTS}/{survey}/representation.h5",
+        "pca": f"{RESULTS}/{survey}/pca.h5",
+        "ellipse": shard_files(f"{RESULTS}/{{survey}}/ellipse/shard_{{shard}}.csv", survey),
+    }
+    labels = experiment_labels_table(wildcards.experiment)
+    if labels:
+        inputs["labels"] = labels
+    return inputs
+
+
+def anomaly_surveys():
+    return sorted({exp["survey"] for exp in EXPERIMENTS.values()})
+
+
+def anomaly_outputs():
+    out = [f"{RESULTS}/anomaly/table1.csv", f"{RESULTS}/anomaly/metrics.csv",
+           f"{RESULTS}/figures/anomaly_map.png", f"{RESULTS}/figures/anomaly_top.png"]
+    out += [f"{RESULTS}/figures/anomaly_curves_{s}.png" for s in anomaly_surveys()]
+    return out

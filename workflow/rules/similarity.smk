@@ -73,6 +73,7 @@ rule representation_map:
         shards=SHARDS,
     threads: 1  # UMAP with a fixed seed runs single-threaded
     resources:
+        runtime=60,
         mem_mb=3000,
     log:
         f"{RESULTS}/logs/representation_map/{{subset}}.log",

@@ -1,0 +1,228 @@
+"""The anomaly-finding methods compared in paper sec. 3, each a plain function from
+features and a simulated user to a :class:`RunResult`.
+
+- :func:`gp_active_learning` (CNN + GP on the PCA-40 representation; Ellipse + GP on the
+  ellipse features): a Gaussian process (rational quadratic + white kernel) models user
+  interest; modAL's ``BayesianOptimizer`` with max expected improvement (tradeoff 0.5)
+  picks batches of 10 among the unrated galaxies after a random first batch, to 200
+  ratings. Final score: the GP mean, with rated galaxies given their known rating.
+- :func:`astronomaly_baseline` (LB21's configuration): isolation-forest anomaly score,
+  the 200 most anomalous rated in that order (batches of 10), a random forest fitted to
+  the ratings, and Astronomaly's NeighbourScore as the final score.
+- :func:`random_ranking`: the reference; a random order.
+
+Features are standardised (``StandardScaler``) inside each method. ``rate`` maps galaxy
+indices to the user's ratings, so a method never sees a rating it did not ask for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+from sklearn.ensemble import IsolationForest, RandomForestRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+METHODS = ("cnn_gp", "ellipse_gp", "baseline", "random")
+# which features each method reads
+METHOD_FEATURES = {"cnn_gp": "cnn", "ellipse_gp": "ellipse", "baseline": "ellipse", "random": None}
+METHOD_LABELS = {"cnn_gp": "CNN + GP", "ellipse_gp": "Ellipse + GP", "baseline": "Baseline", "random": "Random"}
+
+
+@dataclass(frozen=True)
+class ActiveParams:
+    n_ratings: int = 200
+    first_batch: int = 10
+    batch_size: int = 10
+    tradeoff: float = 0.5          # EI's epsilon, on the 0..5 rating scale
+    normalize_y: bool = False      # GaussianProcessRegressor(normalize_y=...)
+    isolation_trees: int = 100
+    forest_trees: int = 100
+    neighbour_alpha: float = 1.0
+    rating_scale: int = 5
+
+
+@dataclass
+class RunResult:
+    """What one run produced. ``acquired``: galaxy indices in the order they were rated,
+    ``batches``: the batch each was rated in (0 = the first batch); ``ratings``: what the
+    user said; ``scores``: the final ranking score of every galaxy (higher = more
+    interesting); ``extra``: per-galaxy diagnostics (GP mean and std, anomaly score ...);
+    ``step_seconds``: wall time of each acquisition step (refit + acquisition)."""
+
+    acquired: np.ndarray
+    batches: np.ndarray
+    ratings: np.ndarray
+    scores: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    step_seconds: list[float] = field(default_factory=list)
+
+
+def standardise(features: np.ndarray) -> np.ndarray:
+    return StandardScaler().fit_transform(np.asarray(features, np.float64))
+
+
+def make_gp(seed: int, normalize_y: bool = False) -> GaussianProcessRegressor:
+    """The interest model: rational quadratic + white kernel, hyperparameters fitted by
+    maximum likelihood at every refit."""
+    return GaussianProcessRegressor(kernel=RationalQuadratic() + WhiteKernel(), normalize_y=normalize_y,
+                                    random_state=seed)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Hyperparameters at their bounds (ConvergenceWarning) are routine with a few ratings;
+    modAL 0.4.2.1's force_all_finite FutureWarning is what the scikit-learn pin guards."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message=".*force_all_finite.*", category=FutureWarning)
+        yield
+
+
+def _batch_sizes(params: ActiveParams) -> list[int]:
+    if params.n_ratings < params.first_batch:
+        raise ValueError(f"n_ratings {params.n_ratings} < first_batch {params.first_batch}")
+    sizes, left = [params.first_batch], params.n_ratings - params.first_batch
+    while left > 0:
+        sizes.append(min(params.batch_size, left))
+        left -= sizes[-1]
+    return sizes
+
+
+def gp_active_learning(features: np.ndarray, rate: Callable[[np.ndarray], np.ndarray], params: ActiveParams,
+                       seed: int, log=None) -> RunResult:
+    """GP + max-EI active learning with modAL (see the module docstring)."""
+    from modAL.acquisition import max_EI
+    from modAL.models import BayesianOptimizer
+
+    X = standardise(features)
+    n = len(X)
+    sizes = _batch_sizes(params)
+    if params.n_ratings > n:
+        raise ValueError(f"{params.n_ratings} ratings asked for but only {n} galaxies")
+    rng = np.random.default_rng(seed)
+    first = rng.choice(n, sizes[0], replace=False)
+    acquired, batches, ratings = [first], [np.zeros(len(first), int)], [rate(first)]
+    rated = np.zeros(n, bool)
+    rated[first] = True
+    with _quiet():
+        optimizer = BayesianOptimizer(estimator=make_gp(seed, params.normalize_y),
+                                      query_strategy=partial(max_EI, tradeoff=params.tradeoff),
+                                      X_training=X[first], y_training=ratings[0].astype(float))
+    steps = []
+    for b, size in enumerate(sizes[1:], start=1):
+        start = time.perf_counter()
+        pool = np.flatnonzero(~rated)
+        with _quiet():
+            query, *_ = optimizer.query(X[pool], n_instances=size)
+        chosen = pool[np.asarray(query, int).ravel()]
+        new = rate(chosen)
+        with _quiet():
+            optimizer.teach(X[chosen], new.astype(float))
+        steps.append(time.perf_counter() - start)
+        rated[chosen] = True
+        acquired.append(chosen)
+        batches.append(np.full(len(chosen), b))
+        ratings.append(new)
+        if log is not None:
+            log.info("batch %d: %d rated, max rating so far %d, step %.2f s", b, rated.sum(),
+                     max(r.max() for r in ratings), steps[-1])
+    acquired = np.concatenate(acquired)
+    ratings = np.concatenate(ratings).astype(int)
+    mean, std = optimizer.estimator.predict(X, return_std=True)
+    return RunResult(acquired=acquired, batches=np.concatenate(batches), ratings=ratings,
+                     scores=known_ratings_first(mean, acquired, ratings),
+                     extra={"gp_mean": mean, "gp_std": std}, step_seconds=steps)
+
+
+def known_ratings_first(predicted: np.ndarray, acquired: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    """Final score: the model's prediction, replaced by the known rating where there is one."""
+    scores = np.asarray(predicted, float).copy()
+    scores[acquired] = ratings
+    return scores
+
+
+def isolation_forest_score(X: np.ndarray, seed: int, trees: int = 100, scale: float = 5.0) -> np.ndarray:
+    """Astronomaly's anomaly score: -decision_function of an isolation forest (contamination
+    'auto'), min-max scaled to [0, scale] (higher = more anomalous)."""
+    forest = IsolationForest(n_estimators=trees, contamination="auto", random_state=seed).fit(X)
+    raw = -forest.decision_function(X)
+    span = raw.max() - raw.min()
+    return np.zeros(len(X)) if span == 0 else scale * (raw - raw.min()) / span
+
+
+def neighbour_score(anomaly_score: np.ndarray, predicted_interest: np.ndarray, distance: np.ndarray,
+                    alpha: float = 1.0, scale: float = 5.0) -> np.ndarray:
+    """Astronomaly's NeighbourScore: S = a tanh(exp(alpha d / mean(d)) - 1 + arctanh(0.1 +
+    0.85 u / scale)), with a the anomaly score, u the regressor's predicted interest and d
+    the distance to the nearest rated galaxy. Far from any rated galaxy S tends to a; at a
+    rated one it is a (0.1 + 0.85 u / scale)."""
+    d = np.asarray(distance, float)
+    mean_d = d.mean()
+    d0 = d / mean_d if mean_d > 0 else np.zeros_like(d)
+    u = np.clip(np.asarray(predicted_interest, float), 0, scale)
+    return np.asarray(anomaly_score, float) * np.tanh(np.exp(alpha * d0) - 1 + np.arctanh(0.1 + 0.85 * u / scale))
+
+
+def astronomaly_baseline(features: np.ndarray, rate: Callable[[np.ndarray], np.ndarray], params: ActiveParams,
+                         seed: int, log=None) -> RunResult:
+    """LB21's configuration (see the module docstring)."""
+    X = standardise(features)
+    if params.n_ratings > len(X):
+        raise ValueError(f"{params.n_ratings} ratings asked for but only {len(X)} galaxies")
+    start = time.perf_counter()
+    anomaly = isolation_forest_score(X, seed, params.isolation_trees, params.rating_scale)
+    order = np.argsort(-anomaly, kind="stable")
+    acquired = order[: params.n_ratings]
+    sizes = _batch_sizes(params)
+    batches = np.repeat(np.arange(len(sizes)), sizes)
+    ratings = rate(acquired).astype(int)
+    forest = RandomForestRegressor(n_estimators=params.forest_trees, random_state=seed).fit(X[acquired], ratings)
+    interest = forest.predict(X)
+    distance = NearestNeighbors(n_neighbors=1).fit(X[acquired]).kneighbors(X)[0][:, 0]
+    scores = neighbour_score(anomaly, interest, distance, params.neighbour_alpha, params.rating_scale)
+    elapsed = time.perf_counter() - start
+    if log is not None:
+        log.info("baseline: %d rated, max rating %d, %.2f s", len(acquired), ratings.max(), elapsed)
+    return RunResult(acquired=acquired, batches=batches, ratings=ratings, scores=scores,
+                     extra={"anomaly_score": anomaly, "forest_interest": interest, "distance": distance},
+                     step_seconds=[elapsed])
+
+
+def random_ranking(n: int, rate: Callable[[np.ndarray], np.ndarray], params: ActiveParams, seed: int,
+                   log=None) -> RunResult:
+    """The reference: galaxies in a random order; the first ``n_ratings`` are the ones the
+    user would have been shown (and rated)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.random(n)
+    acquired = np.argsort(-scores, kind="stable")[: min(params.n_ratings, n)]
+    sizes = _batch_sizes(params)
+    batches = np.repeat(np.arange(len(sizes)), sizes)[: len(acquired)]
+    return RunResult(acquired=acquired, batches=batches, ratings=rate(acquired).astype(int), scores=scores)
+
+
+def run_method(method: str, features: np.ndarray | None, ratings: np.ndarray, params: ActiveParams, seed: int,
+               log=None) -> RunResult:
+    """Run ``method`` on one experiment; ``ratings`` are every galaxy's (hidden) ratings,
+    revealed only for the galaxies a method asks about."""
+    ratings = np.asarray(ratings, int)
+
+    def rate(idx):
+        return ratings[np.asarray(idx, int)]
+
+    if method in ("cnn_gp", "ellipse_gp"):
+        return gp_active_learning(features, rate, params, seed, log)
+    if method == "baseline":
+        return astronomaly_baseline(features, rate, params, seed, log)
+    if method == "random":
+        return random_ranking(len(ratings), rate, params, seed, log)
+    raise ValueError(f"unknown anomaly method {method!r}; known: {METHODS}")

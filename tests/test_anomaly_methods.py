@@ -1,0 +1,136 @@
+"""The anomaly-finding methods: GP + expected improvement (modAL), the Astronomaly
+baseline, random ordering; and the scikit-learn pin modAL 0.4.2.1 needs."""
+
+import inspect
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn
+from packaging.version import Version
+
+from morphtools.anomaly.methods import (
+    ActiveParams,
+    isolation_forest_score,
+    known_ratings_first,
+    neighbour_score,
+    run_method,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_scikit_learn_is_pinned_below_1_8_for_modal():
+    """modAL 0.4.2.1 (unmaintained) calls check_X_y(..., force_all_finite=...), which
+    scikit-learn 1.8 removed (renamed ensure_all_finite in 1.6). Keep scikit-learn < 1.8."""
+    import modAL
+
+    assert Version(sklearn.__version__) < Version("1.8")
+    assert "force_all_finite" in inspect.signature(sklearn.utils.check_X_y).parameters
+    learners = Path(modAL.__file__).parent / "models" / "learners.py"
+    assert "force_all_finite=" in learners.read_text()  # what the pin protects
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M))
+    assert pins["modAL-python"] == "0.4.2.1" and Version(pins["scikit-learn"]) < Version("1.8")
+    env = (ROOT / "workflow/envs/anomaly.yaml").read_text()
+    assert "scikit-learn=1.7" in env and "modAL-python==0.4.2.1" in env
+
+
+def test_modal_bayesian_optimizer_end_to_end():
+    from modAL.acquisition import max_EI
+    from modAL.models import BayesianOptimizer
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = -np.sum(X**2, axis=1)
+    opt = BayesianOptimizer(GaussianProcessRegressor(RationalQuadratic() + WhiteKernel(), random_state=0),
+                            query_strategy=max_EI, X_training=X[:5], y_training=y[:5])
+    for _ in range(3):
+        idx, rows = opt.query(X, n_instances=4, tradeoff=0.5)
+        assert len(set(idx.tolist())) == 4 and rows.shape == (4, 3)
+        opt.teach(X[idx], y[idx])
+    assert opt.X_training.shape == (17, 3) and opt.y_max == opt.y_training.max()
+
+
+def clustered_survey(n=400, d=8, seed=0):
+    """Features with one tight cluster of high-interest galaxies and a smooth interest
+    gradient towards it (the situation the GP is built for)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    centre = np.zeros(d)
+    centre[:2] = 2.5
+    hot = rng.choice(n, 12, replace=False)
+    X[hot] = centre + 0.2 * rng.normal(size=(12, d))
+    fraction = np.exp(-np.sum((X - centre) ** 2, axis=1) / 8)
+    ratings = np.round(5 * fraction).astype(int)
+    return X, ratings
+
+
+SMALL = ActiveParams(n_ratings=40, first_batch=10, batch_size=10)
+
+
+def test_gp_active_learning_rates_unique_galaxies_in_batches_and_finds_the_cluster():
+    X, ratings = clustered_survey()
+    result = run_method("cnn_gp", X, ratings, SMALL, seed=3)
+    assert len(result.acquired) == 40 and len(set(result.acquired.tolist())) == 40
+    assert result.batches.tolist() == [0] * 10 + [1] * 10 + [2] * 10 + [3] * 10
+    np.testing.assert_array_equal(result.ratings, ratings[result.acquired])
+    # rated galaxies carry their known rating; the rest the GP mean
+    np.testing.assert_array_equal(result.scores[result.acquired], ratings[result.acquired])
+    unrated = np.setdiff1d(np.arange(len(X)), result.acquired)
+    np.testing.assert_allclose(result.scores[unrated], result.extra["gp_mean"][unrated])
+    assert len(result.step_seconds) == 3
+    # expected improvement goes for the high-interest cluster far more than chance (~3%)
+    assert (ratings[result.acquired[10:]] >= 4).mean() > 0.2
+    # the same seed repeats the run exactly; another seed starts from another random batch
+    again = run_method("cnn_gp", X, ratings, SMALL, seed=3)
+    np.testing.assert_array_equal(again.acquired, result.acquired)
+    other = run_method("ellipse_gp", X, ratings, SMALL, seed=4)
+    assert set(other.acquired[:10]) != set(result.acquired[:10])
+
+
+def test_known_ratings_replace_predictions():
+    scores = known_ratings_first(np.array([0.5, 4.2, 1.0]), np.array([1]), np.array([2]))
+    assert scores.tolist() == [0.5, 2.0, 1.0]
+
+
+def test_isolation_forest_score_is_scaled_to_zero_five_and_finds_outliers():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 4)), rng.normal(8, 0.1, size=(3, 4))])
+    score = isolation_forest_score(X, seed=0)
+    assert score.min() == 0 and score.max() == pytest.approx(5)
+    assert set(np.argsort(-score)[:3]) == {300, 301, 302}
+
+
+def test_neighbour_score_by_hand():
+    # at a rated galaxy (d = 0): S = a (0.1 + 0.85 u / 5)
+    assert neighbour_score(np.array([4.0, 4.0]), np.array([5.0, 5.0]), np.array([0.0, 2.0]))[0] == \
+        pytest.approx(4 * 0.95)
+    # far away (d0 = 2): S = a tanh(e^2 - 1 + arctanh(0.1)) ~ a
+    a, u, d = np.array([2.0, 2.0]), np.array([0.0, 0.0]), np.array([0.0, 4.0])
+    s = neighbour_score(a, u, d)
+    assert s[0] == pytest.approx(2 * 0.1)
+    assert s[1] == pytest.approx(2 * np.tanh(np.exp(2.0) - 1 + np.arctanh(0.1)))
+
+
+def test_baseline_rates_the_isolation_forest_top_in_order():
+    X, ratings = clustered_survey()
+    result = run_method("baseline", X, ratings, SMALL, seed=0)
+    anomaly = result.extra["anomaly_score"]
+    np.testing.assert_array_equal(result.acquired, np.argsort(-anomaly, kind="stable")[:40])
+    np.testing.assert_array_equal(result.ratings, ratings[result.acquired])
+    assert result.batches.tolist() == [0] * 10 + [1] * 10 + [2] * 10 + [3] * 10
+    assert (result.extra["distance"][result.acquired] == 0).all()
+    assert np.isfinite(result.scores).all() and (result.scores >= 0).all()
+
+
+def test_random_ordering_and_bad_requests():
+    X, ratings = clustered_survey()
+    result = run_method("random", None, ratings, SMALL, seed=0)
+    assert len(result.acquired) == 40 and (np.argsort(-result.scores)[:40] == result.acquired).all()
+    with pytest.raises(ValueError, match="unknown"):
+        run_method("nope", X, ratings, SMALL, seed=0)
+    with pytest.raises(ValueError, match="ratings asked for"):
+        run_method("cnn_gp", X[:20], ratings[:20], SMALL, seed=0)
