@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile")]
 
 
-def run_snakemake(workdir, *args, config="tiny.yaml", check=True, timeout=900):
+def run_snakemake(workdir, *args, config="tiny.yaml", check=True, timeout=2400):
     cmd = SNAKEMAKE + ["-d", str(workdir), "--configfile", str(ROOT / "config" / config), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
