@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 
 def acquisition_steps(pool: int, dims: int, steps: int, rated: int = 200, batch: int = 10, seed: int = 0):
@@ -88,14 +89,17 @@ def main():
     parser.add_argument("--pool", type=int, default=60000)
     parser.add_argument("--dims", type=int, default=40)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (the run jobs use 1)")
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default="benchmarks/results/anomaly.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     out = {"machine": {"processor": platform.machine(), "python": platform.python_version(),
                        "cpus": os.cpu_count(), "load_average_1min_before": round(load_before[0], 2)},
-           "acquisition_step": acquisition_steps(args.pool, args.dims, args.steps),
-           "grid": grid_times(Path(args.results))}
+           "blas_threads": args.threads}
+    with threadpool_limits(limits=args.threads):
+        out["acquisition_step"] = acquisition_steps(args.pool, args.dims, args.steps)
+    out["grid"] = grid_times(Path(args.results))
     out["machine"]["load_average_1min_after"] = round(os.getloadavg()[0], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
