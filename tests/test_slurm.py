@@ -11,6 +11,7 @@ timeout, so a hang fails the test.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -210,6 +211,8 @@ def test_every_job_went_through_sbatch(slurm_run):
 # (resume state, with wall-clock times and a zip archive's timestamps).
 VOLATILE = re.compile(r"^results/(logs|benchmarks)/|/checkpoint/")
 TIMING_COLUMNS = ["seconds", "images_per_second"]  # of a training history
+RUN_TIMING_KEYS = ["seconds", "step_seconds"]  # of an anomaly run's info file
+ANOMALY_RUN_INFO = re.compile(r"^results/anomaly/[^/]+/runs/[^/]+/repeat_\d+\.json$")
 
 
 def output_files(root: Path) -> list[str]:
@@ -224,7 +227,7 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_run):
     timestamps. Pretraining is bit-reproducible across processes because both runs train on
     the same machine with the same TensorFlow thread pool (TF sizes it from the CPUs it
     sees, whatever Snakemake's threads say), so the multithreaded kernels sum in the same
-    order. Only a training history's timing columns differ."""
+    order. Only a training history's timing columns and an anomaly run's timings differ."""
     s, t = slurm_run.workdir, tiny_run
     names = output_files(t)
     assert len(names) > 100 and names == output_files(s)
@@ -233,7 +236,13 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_run):
     for name in histories:
         a, b = (pd.read_csv(d / name).drop(columns=TIMING_COLUMNS) for d in (s, t))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-    assert set(differ) == set(histories), f"differ from the local run: {sorted(set(differ) - set(histories))}"
+    run_infos = [n for n in differ if ANOMALY_RUN_INFO.match(n)]
+    for name in run_infos:
+        a, b = ({k: v for k, v in json.loads((d / name).read_text()).items() if k not in RUN_TIMING_KEYS}
+                for d in (s, t))
+        assert a == b, f"{name} differs from the local run beyond its timings"
+    timed = set(histories) | set(run_infos)
+    assert set(differ) == timed, f"differ from the local run: {sorted(set(differ) - timed)}"
 
 
 def shard_jobs(log: str, rule: str) -> list[int]:
