@@ -107,6 +107,15 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - now).total_seconds())
 
 
+def transient_status_outcome(resp, policy: RetryPolicy) -> tuple[str, float | None]:
+    """(description, seconds to wait or None for the policy's backoff) of a retryable HTTP
+    status; a ``Retry-After`` header sets the wait, capped at ``policy.max_retry_after_s``."""
+    after = retry_after_seconds(resp.headers.get("Retry-After"))
+    if after is None:
+        return f"HTTP {resp.status_code}", None
+    return f"HTTP {resp.status_code} (Retry-After {after:g} s)", min(after, policy.max_retry_after_s)
+
+
 def describe_exception(err: BaseException) -> str:
     """A short name for a transport failure: ``timeout``, ``connection error``,
     ``broken body``, with the library's detail."""
@@ -169,10 +178,7 @@ def get_with_retries(session: requests.Session, url: str, params: dict | None, p
                 if status == 200:
                     return parse(_read_body(resp, max_bytes))
                 if status in RETRY_STATUSES:
-                    after = retry_after_seconds(resp.headers.get("Retry-After"))
-                    outcome = f"HTTP {status}" + (f" (Retry-After {after:g} s)" if after is not None else "")
-                    if after is not None:
-                        delay = min(after, policy.max_retry_after_s)
+                    outcome, delay = transient_status_outcome(resp, policy)
                 else:
                     snippet = resp.text[:200].strip().replace("\n", " ") if resp.content else ""
                     raise PermanentHTTPError(f"HTTP {status} from {resp.url}" + (f": {snippet}" if snippet else ""),
@@ -306,10 +312,7 @@ def download_file(remote: RemoteFile, dest, session: requests.Session | None = N
                         part.unlink(missing_ok=True)
                         outcome = "HTTP 416 (range not satisfiable; starting again)"
                     elif status in RETRY_STATUSES:
-                        after = retry_after_seconds(resp.headers.get("Retry-After"))
-                        outcome = f"HTTP {status}" + (f" (Retry-After {after:g} s)" if after is not None else "")
-                        if after is not None:
-                            delay = min(after, policy.max_retry_after_s)
+                        outcome, delay = transient_status_outcome(resp, policy)
                     else:
                         raise PermanentHTTPError(f"HTTP {status} from {remote.url}", status)
             except (requests.RequestException, TransientBodyError) as err:
