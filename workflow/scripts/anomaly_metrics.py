@@ -8,7 +8,7 @@ import json  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from morphtools.anomaly.io import read_run  # noqa: E402
+from morphtools.anomaly.io import read_galaxies, read_run  # noqa: E402
 from morphtools.anomaly.summary import numeric_summary, run_curves, run_metrics, table_1  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import write_csv  # noqa: E402
@@ -18,7 +18,7 @@ top_n = tuple(snakemake.params.top_n)
 galaxies, summaries = {}, {}
 for experiment, galaxies_path, summary_path in zip(snakemake.params.experiments, snakemake.input.galaxies,
                                                    snakemake.input.summaries, strict=True):
-    galaxies[experiment] = pd.read_csv(galaxies_path, dtype={"galaxy_id": str})
+    galaxies[experiment] = read_galaxies(galaxies_path)
     summaries[experiment] = json.loads(Path(summary_path).read_text())
 metrics, curves = [], []
 for (experiment, method, repeat), path in zip(snakemake.params.run_keys, snakemake.input.runs, strict=True):

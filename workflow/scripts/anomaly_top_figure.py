@@ -5,10 +5,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from morphtools.anomaly.figures import top_figure  # noqa: E402
-from morphtools.anomaly.io import read_run  # noqa: E402
+from morphtools.anomaly.io import read_galaxies, read_run  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import atomic_path, read_crops_shard  # noqa: E402
 
@@ -24,7 +23,7 @@ rng = np.random.default_rng(p.seed)
 rows = []
 for experiment, galaxies_path, run_path in zip(p.experiments, snakemake.input.galaxies, snakemake.input.runs,
                                                strict=True):
-    galaxies = pd.read_csv(galaxies_path, dtype={"galaxy_id": str}).set_index("galaxy_id")
+    galaxies = read_galaxies(galaxies_path).set_index("galaxy_id")
     run = read_run(run_path).sort_values("score", ascending=False, kind="stable")
     top = run["galaxy_id"].to_numpy()[: p.top_pool]
     picks = rng.choice(top, size=min(p.examples, len(top)), replace=False)

@@ -84,8 +84,13 @@ def write_experiment(galaxies: pd.DataFrame, cnn: np.ndarray, ellipse: np.ndarra
         Path(tmp).write_text(json.dumps(summary, indent=1))
 
 
+def read_galaxies(path) -> pd.DataFrame:
+    """An experiment's galaxy table (ids as strings)."""
+    return pd.read_csv(path, dtype={"galaxy_id": str})
+
+
 def read_experiment(galaxies_path, features_path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    galaxies = pd.read_csv(galaxies_path, dtype={"galaxy_id": str})
+    galaxies = read_galaxies(galaxies_path)
     with h5py.File(features_path, "r") as f:
         ids = decode_ids(f["galaxy_id"][:])
         features = {"cnn": f["cnn"][:], "ellipse": f["ellipse"][:]}
