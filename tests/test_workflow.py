@@ -280,6 +280,11 @@ def test_paper_config_validates_and_plans_every_variant(tmp_path):
     # the one file a user fetches by hand (an empty stand-in: a dry run only checks it exists)
     (tmp_path / "resources/kaggle").mkdir(parents=True)
     (tmp_path / "resources/kaggle/galaxy-zoo-the-galaxy-challenge.zip").touch()
+    # the ring / irregular votes are not public: without them the plan stops, naming the file
+    proc = run_snakemake(tmp_path, "-n", config="paper.yaml", check=False)
+    assert proc.returncode != 0 and "resources/public/gz_decals_rare_features.csv" in proc.stdout + proc.stderr
+    (tmp_path / "resources/public").mkdir(parents=True)
+    (tmp_path / "resources/public/gz_decals_rare_features.csv").touch()
     proc = run_snakemake(tmp_path, "-n", config="paper.yaml")
     # multi and four single-question models; 64 shards x 2 surveys embedded with multi
     assert re.search(r"^pretrain\s+5$", proc.stdout, re.M)
@@ -298,6 +303,8 @@ def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
 
     (tmp_path / "resources/kaggle").mkdir(parents=True)
     (tmp_path / "resources/kaggle/galaxy-zoo-the-galaxy-challenge.zip").touch()
+    (tmp_path / "resources/public").mkdir(parents=True)
+    (tmp_path / "resources/public/gz_decals_rare_features.csv").touch()
     config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     config["survey"]["images"] = "gz_decals_png"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))

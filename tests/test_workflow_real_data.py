@@ -155,6 +155,14 @@ def test_public_sources_through_the_stand_ins(small_decals_survey, tmp_path):
         merged = read_embeddings(results / f"{survey}/representation.h5")
         assert merged["representation"].shape == (n, 1280)
     assert not (results / "figures/sample_galaxies.png").exists()  # needs the simulated truth
+    # the simulated hidden ring / irregular votes belong to other galaxies: those experiments
+    # are left out, and Table 1 says so; the merger and odd experiments use the real tables
+    table = pd.read_csv(results / "anomaly/table1.csv", keep_default_na=False).set_index("anomaly")
+    for experiment in ("ring", "irregular"):
+        assert table.loc[experiment, "method"] == "not run"
+        assert "hidden truth" in table.loc[experiment, "note"]
+        assert not (results / "anomaly" / experiment).exists()
+    assert {"merger", "odd"} <= set(table.index[table["method"] != "not run"])
 
 
 def test_appending_one_percent_reruns_only_their_shards_and_fetches_only_them(tmp_path):

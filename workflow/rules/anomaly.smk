@@ -107,6 +107,7 @@ rule anomaly_metrics:
     params:
         experiments=list(EXPERIMENTS),  # in the order of input.galaxies and input.summaries
         run_keys=anomaly_run_keys(),  # (experiment, method, repeat) of each of input.runs
+        left_out=EXPERIMENTS_LEFT_OUT,  # experiments that cannot run on this data, and why
         top_n=ANOMALY["top_n"],
         curve_max_n=ANOMALY["curve_max_n"],
     threads: 1

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # the science package, importable without installing it (e.g. under --sdm conda)
@@ -231,17 +232,55 @@ def zenodo_files():
 # ---- anomaly experiments (paper sec. 3) -------------------------------------------------
 
 ANOMALY = config["anomaly"]
-EXPERIMENTS = ANOMALY["experiments"]
 ANOMALY_REPEATS = list(range(ANOMALY["repeats"]))
+
+
+def _experiment_left_out(name, exp):
+    """Why an experiment cannot run on this configuration's data, or None when it can.
+
+    A labels table under the simulated survey's hidden truth holds votes for the simulated
+    galaxies only: with real galaxies (survey.source / survey.gz2 not simulated) joining it
+    would give every galaxy no votes, or another galaxy's votes. Real rare-feature votes are
+    not public (GZ DECaLS released no ring / irregular columns); give them as labels_table.
+    """
+    table = exp.get("labels_table", "catalogue")
+    if table != "catalogue" and table.format(resources=RESOURCES, results=RESULTS).startswith(f"{SIM}/") \
+            and not HAS_TRUTH[exp["survey"]]:
+        return (f"its labels_table {table!r} is the simulated survey's hidden truth, but the {exp['survey']} "
+                f"galaxies are not simulated here; give a table of these galaxies' votes as labels_table")
+    return None
+
+
+EXPERIMENTS_LEFT_OUT = {n: why for n, exp in ANOMALY["experiments"].items()
+                        if (why := _experiment_left_out(n, exp)) is not None}
+EXPERIMENTS = {n: exp for n, exp in ANOMALY["experiments"].items() if n not in EXPERIMENTS_LEFT_OUT}
+for _name, _why in EXPERIMENTS_LEFT_OUT.items():
+    logger.warning(f"anomaly experiment {_name!r} left out: {_why}")
+
+
+def experiment_labels_table(name):
+    """The table holding an experiment's vote fractions, when it is not the catalogue."""
+    table = EXPERIMENTS[name].get("labels_table", "catalogue")
+    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
 
 
 def _check_anomaly_config():
     for name, exp in EXPERIMENTS.items():
         if exp.get("threshold") is None and "prevalence" not in exp:
             raise ValueError(f"anomaly.experiments.{name}: give a threshold or a prevalence")
+    if not EXPERIMENTS:
+        raise ValueError(f"anomaly.experiments: none can run here ({EXPERIMENTS_LEFT_OUT})")
+    for name in EXPERIMENTS:
+        # a table the user gives (not a workflow output): checked now, as the plan cannot see
+        # it before the catalogue checkpoint has run
+        table = experiment_labels_table(name)
+        if table and not table.startswith((f"{SIM}/", f"{RESULTS}/")) and not Path(table).exists():
+            raise ValueError(f"anomaly.experiments.{name}.labels_table: {table} does not exist (the votes that "
+                             f"define the {name} anomalies; see the README, 'Real data')")
     if ANOMALY["figures"]["map_experiment"] not in EXPERIMENTS:
         raise ValueError(f"anomaly.figures.map_experiment {ANOMALY['figures']['map_experiment']!r} is not an "
-                         f"experiment {sorted(EXPERIMENTS)}")
+                         f"experiment that runs here {sorted(EXPERIMENTS)}"
+                         + (f"; left out: {EXPERIMENTS_LEFT_OUT}" if EXPERIMENTS_LEFT_OUT else ""))
     if ANOMALY["first_batch"] > ANOMALY["ratings"]:
         raise ValueError(f"anomaly.first_batch {ANOMALY['first_batch']} > anomaly.ratings {ANOMALY['ratings']}")
     if ANOMALY["pca_components"] not in PCA_DIMS:
@@ -249,12 +288,6 @@ def _check_anomaly_config():
 
 
 _check_anomaly_config()
-
-
-def experiment_labels_table(name):
-    """The table holding an experiment's vote fractions, when it is not the catalogue."""
-    table = EXPERIMENTS[name].get("labels_table", "catalogue")
-    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
 
 
 def anomaly_run_keys():

@@ -27,7 +27,7 @@ for (experiment, method, repeat), path in zip(snakemake.params.run_keys, snakema
     metrics.append(key | run_metrics(galaxies[experiment], run, top_n))
     curves.append(run_curves(galaxies[experiment], run, snakemake.params.curve_max_n).assign(**key))
 metrics = pd.DataFrame(metrics)
-table = table_1(metrics, summaries, top_n)
+table = table_1(metrics, summaries, top_n, left_out=snakemake.params.left_out)
 write_csv(metrics, snakemake.output.metrics)
 write_csv(numeric_summary(metrics), snakemake.output.summary)
 write_csv(pd.concat(curves, ignore_index=True), snakemake.output.curves)

@@ -51,11 +51,15 @@ def _fmt(mean, err, percent):
     return f"{mean:.2f}" if not np.isfinite(err) else f"{mean:.2f} ± {err:.2f}"
 
 
-def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), sigmas: float = 3.0) -> pd.DataFrame:
+def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), sigmas: float = 3.0,
+            left_out: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per experiment and method: mean ± ``sigmas`` sigma of the mean over repeats
     of average precision and the top-n accuracies, with the paper's values beside them,
     the number of repeats, galaxies and anomalies, and the best accuracy reachable (when
-    an experiment holds fewer anomalies than n, top-n accuracy cannot reach 100%)."""
+    an experiment holds fewer anomalies than n, top-n accuracy cannot reach 100%).
+
+    ``left_out`` maps experiments that could not run to the reason; each gets one row
+    saying so (in the ``note`` column), so the table never drops a paper row silently."""
     rows = []
     paper_n = (50, 200)
     for experiment in dict.fromkeys(metrics["experiment"]):
@@ -79,7 +83,16 @@ def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), 
             row.update(repeats=int(runs["repeat"].nunique()), galaxies=int(runs["n_galaxies"].iloc[0]),
                        anomalies=int(runs["n_anomalies"].iloc[0]),
                        threshold=round(float(info.get("threshold", np.nan)), 3))
+            row["note"] = ""
             rows.append(row)
+    for experiment, why in (left_out or {}).items():
+        row = {"data set": "", "anomaly": experiment, "method": "not run", "average precision": "",
+               "paper average precision": ""}
+        for n in top_n:
+            row[f"accuracy (top {n})"] = ""
+            row[f"paper accuracy (top {n})"] = ""
+        row["note"] = why
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
