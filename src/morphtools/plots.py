@@ -164,3 +164,111 @@ def galaxy_rows_figure(rows: list[list[np.ndarray]], path, row_labels: list[str]
                         top=0.93 if title else 0.99, bottom=0.02)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _accuracy_lines(ax, results, group_column: str, x_column: str, order=None, styles=None):
+    """One line per ``group_column`` value: mean test accuracy against ``x_column`` (log
+    axis) with the spread over repeats (one standard deviation) as a band and each repeat
+    as a dot."""
+    for name in order or sorted(set(results[group_column])):
+        sub = results[results[group_column] == name]
+        if sub.empty:
+            continue
+        means = sub.groupby(x_column)["test_accuracy"].agg(["mean", "std"]).sort_index()
+        xs = means.index.to_numpy(float)
+        line, = ax.plot(xs, means["mean"], "o-", ms=4, label=str(name), **(styles or {}).get(name, {}))
+        std = means["std"].fillna(0).to_numpy()
+        ax.fill_between(xs, means["mean"] - std, means["mean"] + std, color=line.get_color(), alpha=0.15)
+        ax.scatter(sub[x_column], sub["test_accuracy"], s=6, color=line.get_color(), alpha=0.5)
+    ax.set_xscale("log")
+    ax.axhline(0.5, color="0.6", ls=":", lw=1)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.3, 1.02)
+
+
+def _note(fig, notes):
+    if notes:
+        fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, color="0.3", va="bottom")
+
+
+def finetune_by_pretraining_figure(results, finetuned_depth: str, path, notes=()) -> None:
+    """W+22 Fig. 7: ring test accuracy against the number of labelled training galaxies,
+    one line per initialisation; left panel the frozen base (head only), right panel unfrozen
+    to ``finetuned_depth``. ``results``: one row per model (initialisation, depth,
+    train_size, test_accuracy)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, depth, title in ((axes[0], "frozen", "frozen base (head only)"),
+                             (axes[1], finetuned_depth, f"fine-tuned (unfrozen to {finetuned_depth})")):
+        sub = results[results["depth"] == depth]
+        if sub.empty:
+            ax.text(0.5, 0.5, f"no models at depth {depth!r}", ha="center", transform=ax.transAxes)
+        else:
+            _accuracy_lines(ax, sub, "initialisation", "train_size")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(title)
+        ax.set_xlabel("labelled training galaxies")
+    _note(fig, notes)
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def finetune_single_question_figure(results, single_questions, finetuned_depth: str, path, notes=()) -> None:
+    """W+22 Fig. 8: the all-questions model ('multi') against models pretrained on one
+    question each, fine-tuned to ``finetuned_depth``."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    order = ["multi", *single_questions]
+    sub = results[(results["depth"] == finetuned_depth) & results["initialisation"].isin(order)]
+    if not single_questions:
+        ax.text(0.5, 0.5, "no single-question pretraining configured\n(pretraining.variants)", ha="center",
+                transform=ax.transAxes)
+    if not sub.empty:
+        _accuracy_lines(ax, sub, "initialisation", "train_size", order=order,
+                        styles={"multi": {"color": "k", "lw": 2}})
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"all questions vs one question (unfrozen to {finetuned_depth})")
+    ax.set_xlabel("labelled training galaxies")
+    _note(fig, notes)
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def finetune_by_depth_figure(results, depths, train_size: int, path, notes=()) -> None:
+    """W+22 Fig. 9: ring test accuracy against how deep the base is unfrozen ('frozen' =
+    head only), one line per initialisation, at ``train_size`` labelled galaxies."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    sub = results[results["train_size"] == train_size].copy()
+    present = [d for d in depths if d in set(sub["depth"])]
+    if sub.empty or len(present) < 2:
+        ax.text(0.5, 0.5, f"fewer than two depths run at {train_size} training galaxies", ha="center",
+                transform=ax.transAxes)
+    else:
+        sub = sub[sub["depth"].isin(present)]
+        sub["depth"] = pd_categorical(sub["depth"], present)
+        sub = sub.sort_values("depth")
+        for name, runs in sub.groupby("initialisation", sort=True, observed=True):
+            means = runs.groupby("depth", observed=True)["test_accuracy"].agg(["mean", "std"])
+            xs = np.array([present.index(d) for d in means.index])
+            line, = ax.plot(xs, means["mean"], "o-", ms=4, label=name)
+            ax.fill_between(xs, means["mean"] - means["std"].fillna(0), means["mean"] + means["std"].fillna(0),
+                            color=line.get_color(), alpha=0.15)
+            ax.scatter([present.index(d) for d in runs["depth"]], runs["test_accuracy"], s=6,
+                       color=line.get_color(), alpha=0.5)
+        ax.set_xticks(range(len(present)), present)
+        ax.legend(fontsize=8, loc="lower right")
+    ax.axhline(0.5, color="0.6", ls=":", lw=1)
+    ax.set_ylim(0.3, 1.02)
+    ax.set_xlabel("unfrozen from the output down to")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"accuracy by unfrozen depth ({train_size} labelled galaxies)")
+    _note(fig, notes)
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def pd_categorical(values, categories):
+    import pandas as pd
+
+    return pd.Categorical(values, categories=categories, ordered=True)

@@ -192,6 +192,7 @@ def all_outputs():
         out += [f"{RESULTS}/similarity/tag_precision.csv", f"{RESULTS}/figures/similarity_tags.png"]
     out += expand(f"{RESULTS}/figures/umap_{{subset}}.png", subset=list(MAPS["subsets"]))
     out += anomaly_outputs()
+    out += finetune_outputs()
     return out
 
 
@@ -235,24 +236,38 @@ ANOMALY = config["anomaly"]
 ANOMALY_REPEATS = list(range(ANOMALY["repeats"]))
 
 
-def _experiment_left_out(name, exp):
-    """Why an experiment cannot run on this configuration's data, or None when it can.
+def labels_table_path(table):
+    """A configured labels table's path ({resources} and {results} filled in), or None for
+    "catalogue" (the votes are catalogue columns)."""
+    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
+
+
+def labels_left_out(table, survey):
+    """Why a labels table cannot label this configuration's galaxies, or None when it can.
 
     A labels table under the simulated survey's hidden truth holds votes for the simulated
     galaxies only: with real galaxies (survey.source / survey.gz2 not simulated) joining it
     would give every galaxy no votes, or another galaxy's votes. Real rare-feature votes are
     not public (GZ DECaLS released no ring / irregular columns); give them as labels_table.
     """
-    table = exp.get("labels_table", "catalogue")
-    if table != "catalogue" and table.format(resources=RESOURCES, results=RESULTS).startswith(f"{SIM}/") \
-            and not HAS_TRUTH[exp["survey"]]:
-        return (f"its labels_table {table!r} is the simulated survey's hidden truth, but the {exp['survey']} "
+    path = labels_table_path(table)
+    if path and path.startswith(f"{SIM}/") and not HAS_TRUTH[survey]:
+        return (f"its labels_table {table!r} is the simulated survey's hidden truth, but the {survey} "
                 f"galaxies are not simulated here; give a table of these galaxies' votes as labels_table")
     return None
 
 
+def check_user_labels_table(table, setting, what):
+    """A labels table the user gives (not a workflow output) must exist: checked at parse
+    time, as the plan cannot see it before the catalogue checkpoint has run."""
+    path = labels_table_path(table)
+    if path and not path.startswith((f"{SIM}/", f"{RESULTS}/")) and not Path(path).exists():
+        raise ValueError(f"{setting}: {path} does not exist (the votes that define {what}; see the README, "
+                         f"'Real data')")
+
+
 EXPERIMENTS_LEFT_OUT = {n: why for n, exp in ANOMALY["experiments"].items()
-                        if (why := _experiment_left_out(n, exp)) is not None}
+                        if (why := labels_left_out(exp.get("labels_table", "catalogue"), exp["survey"])) is not None}
 EXPERIMENTS = {n: exp for n, exp in ANOMALY["experiments"].items() if n not in EXPERIMENTS_LEFT_OUT}
 for _name, _why in EXPERIMENTS_LEFT_OUT.items():
     logger.warning(f"anomaly experiment {_name!r} left out: {_why}")
@@ -260,8 +275,7 @@ for _name, _why in EXPERIMENTS_LEFT_OUT.items():
 
 def experiment_labels_table(name):
     """The table holding an experiment's vote fractions, when it is not the catalogue."""
-    table = EXPERIMENTS[name].get("labels_table", "catalogue")
-    return None if table == "catalogue" else table.format(resources=RESOURCES, results=RESULTS)
+    return labels_table_path(EXPERIMENTS[name].get("labels_table", "catalogue"))
 
 
 def _check_anomaly_config():
@@ -270,13 +284,9 @@ def _check_anomaly_config():
             raise ValueError(f"anomaly.experiments.{name}: give a threshold or a prevalence")
     if not EXPERIMENTS:
         raise ValueError(f"anomaly.experiments: none can run here ({EXPERIMENTS_LEFT_OUT})")
-    for name in EXPERIMENTS:
-        # a table the user gives (not a workflow output): checked now, as the plan cannot see
-        # it before the catalogue checkpoint has run
-        table = experiment_labels_table(name)
-        if table and not table.startswith((f"{SIM}/", f"{RESULTS}/")) and not Path(table).exists():
-            raise ValueError(f"anomaly.experiments.{name}.labels_table: {table} does not exist (the votes that "
-                             f"define the {name} anomalies; see the README, 'Real data')")
+    for name, exp in EXPERIMENTS.items():
+        check_user_labels_table(exp.get("labels_table", "catalogue"), f"anomaly.experiments.{name}.labels_table",
+                                f"the {name} anomalies")
     if ANOMALY["figures"]["map_experiment"] not in EXPERIMENTS:
         raise ValueError(f"anomaly.figures.map_experiment {ANOMALY['figures']['map_experiment']!r} is not an "
                          f"experiment that runs here {sorted(EXPERIMENTS)}"
@@ -327,3 +337,83 @@ def anomaly_outputs():
            f"{RESULTS}/figures/anomaly_map.png", f"{RESULTS}/figures/anomaly_top.png"]
     out += [f"{RESULTS}/figures/anomaly_curves_{s}.png" for s in anomaly_surveys()]
     return out
+
+
+# ---- fine-tuning for rings (paper sec. 4) ---------------------------------------------------
+
+FINETUNE = config["finetune"]
+FINETUNE_INITIALISATIONS_BUILT_IN = ("imagenet", "scratch")
+
+
+def _finetune_left_out():
+    """Why the whole sweep cannot run here (None when it can), and initialisations left out
+    with the reason."""
+    why = labels_left_out(FINETUNE["labels_table"], "decals")
+    inits = {i for grid in FINETUNE["grids"] for i in grid["initialisations"]}
+    left_out = {}
+    if "imagenet" in inits and not FINETUNE["imagenet_weights"]:
+        left_out["imagenet"] = ("no ImageNet weights file is configured (finetune.imagenet_weights: Keras' "
+                                "efficientnetb0_notop.h5, which cannot be downloaded here)")
+    return why, left_out
+
+
+FINETUNE_LEFT_OUT, FINETUNE_INITS_LEFT_OUT = _finetune_left_out()
+if FINETUNE_LEFT_OUT:
+    logger.warning(f"fine-tuning sweep left out: {FINETUNE_LEFT_OUT}")
+for _init, _why in FINETUNE_INITS_LEFT_OUT.items():
+    logger.warning(f"fine-tuning initialisation {_init!r} left out: {_why}")
+
+
+def _check_finetune_config():
+    inits = {i for grid in FINETUNE["grids"] for i in grid["initialisations"]}
+    unknown = sorted(inits - set(VARIANTS) - set(FINETUNE_INITIALISATIONS_BUILT_IN))
+    if unknown:
+        raise ValueError(f"finetune.grids: initialisation(s) {unknown} are neither imagenet, scratch nor a "
+                         f"pretraining variant {VARIANTS}")
+    if FINETUNE["figures"]["finetuned_depth"] == "frozen":
+        raise ValueError("finetune.figures.finetuned_depth: choose an unfrozen depth, not 'frozen'")
+    if FINETUNE_LEFT_OUT:
+        return
+    check_user_labels_table(FINETUNE["labels_table"], "finetune.labels_table", "the rings")
+    weights = FINETUNE["imagenet_weights"]
+    if "imagenet" in inits and weights and not Path(weights).exists():
+        raise ValueError(f"finetune.imagenet_weights: {weights} does not exist (Keras' EfficientNetB0 ImageNet "
+                         f"weights without the top, efficientnetb0_notop.h5; see the README, 'Fine-tuning')")
+
+
+_check_finetune_config()
+
+
+def finetune_run_keys():
+    """(initialisation, depth, train size, repeat) of every fine-tuning job, grids merged."""
+    keys = {}
+    for grid in FINETUNE["grids"]:
+        for init in grid["initialisations"]:
+            if init in FINETUNE_INITS_LEFT_OUT:
+                continue
+            for depth in grid["depths"]:
+                for size in grid["train_sizes"]:
+                    for repeat in range(grid["repeats"]):
+                        keys[(init, depth, int(size), repeat)] = None
+    return list(keys)
+
+
+def finetune_runs():
+    return [f"{RESULTS}/finetune/runs/{i}/{d}/n{n}/repeat_{r}.json" for i, d, n, r in finetune_run_keys()]
+
+
+def finetune_init_weights(init):
+    """The file an initialisation's weights come from (none for scratch)."""
+    if init == "scratch":
+        return []
+    if init == "imagenet":
+        return [FINETUNE["imagenet_weights"]]
+    return [model_weights(init)]
+
+
+def finetune_outputs():
+    if FINETUNE_LEFT_OUT or not finetune_run_keys():
+        return []
+    return [f"{RESULTS}/finetune/results.csv", f"{RESULTS}/finetune/summary.csv",
+            f"{RESULTS}/figures/finetune_by_pretraining.png", f"{RESULTS}/figures/finetune_single_question.png",
+            f"{RESULTS}/figures/finetune_by_depth.png"]

@@ -1,0 +1,617 @@
+"""Fine-tuning a pretrained EfficientNetB0 to find rings from few labels (W+22 section 4).
+
+The pieces, each usable on its own:
+
+- :func:`ring_dataset`: candidates cut on the pretrained model's *predicted* vote fractions
+  (featured and not edge-on, so the same cut works on unlabelled galaxies), labelled from
+  the ring vote fraction (ring above ``ring_min``, not-ring below ``not_ring_max``, the
+  rest dropped).
+- :func:`make_split`: the paper's splits: 30% of the rings held out (10% validation, 20%
+  test) with as many not-rings; the remaining rings repeated 5x and matched by as many
+  unique not-rings; the training set cut to the target size by dropping random rows;
+  validation and test never cut.
+- :func:`build_finetune_model`: an initialisation ('multi', a single-question variant,
+  'imagenet' or 'scratch') as an EfficientNetB0 base plus the paper's head,
+  GAP -> Dense(64, relu) -> Dropout(0.75) -> Dense(64, relu) -> Dropout(0.75) ->
+  Dense(1, sigmoid).
+- :func:`set_unfrozen_depth`: unfreeze from the output down to a block; BatchNorm layers
+  always stay frozen (they then run in inference mode, keeping the pretrained statistics).
+- :func:`finetune`: head on the frozen base (Adam 1e-3), then, unless the depth is
+  'frozen', the unfrozen layers too (Adam 1e-5), each stage with early stopping on the
+  validation loss and the best validation weights kept; test loss and accuracy of that
+  checkpoint.
+
+The frozen-base stage sees no augmentation when it trains from cached representations
+(the base's 1280-d pooled output of each galaxy's centre crop, computed once per
+initialisation): a frozen base with BatchNorm in inference mode computes the same features
+every epoch, so only the augmentation differs. ``benchmarks/finetune_cached_head.py``
+compares the two routes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .model import REPRESENTATION_DIM, _keras
+from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded
+
+log = logging.getLogger(__name__)
+
+# unfreeze depths from the output down; 'frozen' trains the head only
+DEPTHS = ("frozen", "top", "block7", "block6", "block5", "block4", "all")
+BASE_INITIALISATIONS = ("imagenet", "scratch")  # the rest are pretraining variants
+FEATURED_COLUMN = "smooth-or-featured_featured-or-disk"
+NOT_EDGE_ON_COLUMN = "disk-edge-on_no"
+
+
+# --- the labelled rings ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RingCuts:
+    """Vote-fraction cuts of W+22: candidates have predicted featured > ``featured_min`` and
+    predicted not-edge-on > ``not_edge_on_min``; ring if the ring vote fraction is above
+    ``ring_min``, not-ring below ``not_ring_max``; ``min_votes`` on the ring question."""
+
+    featured_min: float = 0.25
+    not_edge_on_min: float = 0.75
+    ring_min: float = 0.25
+    not_ring_max: float = 0.05
+    min_votes: int = 0
+
+
+def ring_dataset(predicted: pd.DataFrame, labels: pd.DataFrame, fraction_column: str,
+                 cuts: RingCuts = RingCuts(), votes_column: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """Labelled ring / not-ring galaxies.
+
+    ``predicted``: ``galaxy_id`` and the model's predicted vote fractions (columns named
+    by answer, e.g. ``smooth-or-featured_featured-or-disk``); ``labels``: ``galaxy_id`` and
+    ``fraction_column`` (and ``votes_column``). Returns (table with ``galaxy_id``,
+    ``ring_fraction``, ``label`` (1 ring, 0 not-ring), in ``predicted`` order; a summary of
+    the counts at each cut).
+    """
+    for col in (FEATURED_COLUMN, NOT_EDGE_ON_COLUMN):
+        if col not in predicted.columns:
+            raise KeyError(f"the predicted vote fractions have no column {col!r} (is the model answering every "
+                           f"question?)")
+    missing = [c for c in (fraction_column, votes_column) if c and c not in labels.columns]
+    if missing:
+        raise KeyError(f"the ring labels table has no column(s) {missing}")
+    table = predicted[["galaxy_id", FEATURED_COLUMN, NOT_EDGE_ON_COLUMN]].copy()
+    table["galaxy_id"] = table["galaxy_id"].astype(str)
+    lab = labels.assign(galaxy_id=labels["galaxy_id"].astype(str)).drop_duplicates("galaxy_id")
+    table = table.merge(lab[["galaxy_id", fraction_column] + ([votes_column] if votes_column else [])],
+                        on="galaxy_id", how="left")
+    summary = {"galaxies": len(table)}
+    fraction = table[fraction_column].to_numpy(float)
+    keep = np.isfinite(fraction)
+    if votes_column and cuts.min_votes:
+        keep &= np.nan_to_num(table[votes_column].to_numpy(float)) >= cuts.min_votes
+    summary["with_ring_votes"] = int(keep.sum())
+    keep &= (table[FEATURED_COLUMN].to_numpy(float) > cuts.featured_min) & \
+            (table[NOT_EDGE_ON_COLUMN].to_numpy(float) > cuts.not_edge_on_min)
+    summary["candidates"] = int(keep.sum())
+    ring = fraction > cuts.ring_min
+    not_ring = fraction < cuts.not_ring_max
+    summary["rings"] = int((keep & ring).sum())
+    summary["not_rings"] = int((keep & not_ring).sum())
+    summary["dropped_in_between"] = int((keep & ~ring & ~not_ring).sum())
+    keep &= ring | not_ring
+    out = pd.DataFrame({"galaxy_id": table["galaxy_id"][keep].to_numpy(),
+                        "ring_fraction": fraction[keep], "label": ring[keep].astype(np.int8)})
+    return out, summary
+
+
+def labels_by_galaxy(catalogue: pd.DataFrame, labels: pd.DataFrame | None, join_on: str,
+                     columns: list[str]) -> pd.DataFrame:
+    """``galaxy_id`` and ``columns``: from the catalogue itself when ``labels`` is None,
+    else from ``labels`` joined to the catalogue on ``join_on`` (e.g. ``iauname``)."""
+    cat = catalogue.assign(galaxy_id=catalogue["galaxy_id"].astype(str))
+    if labels is None:
+        missing = [c for c in columns if c not in cat.columns]
+        if missing:
+            raise KeyError(f"the catalogue has no column(s) {missing}")
+        return cat[["galaxy_id", *columns]]
+    missing = [c for c in [join_on, *columns] if c not in labels.columns]
+    if missing:
+        raise KeyError(f"the labels table has no column(s) {missing}")
+    if join_on not in cat.columns:
+        raise KeyError(f"the catalogue has no column {join_on!r} to join the labels on")
+    joined = labels.drop_duplicates(join_on).set_index(join_on)[columns]
+    return cat[["galaxy_id", join_on]].join(joined, on=join_on)[["galaxy_id", *columns]]
+
+
+# --- splits ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitRules:
+    """Fractions of the rings held out for validation and test (each with as many
+    not-rings), and how often the remaining rings are repeated in the training set."""
+
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.2
+    ring_copies: int = 5
+
+
+def max_train_size(n_rings: int, rules: SplitRules = SplitRules()) -> int:
+    """The largest training set :func:`make_split` can give for ``n_rings`` rings."""
+    held = _held_out_counts(n_rings, rules)
+    return 2 * rules.ring_copies * (n_rings - sum(held))
+
+
+def _held_out_counts(n_rings: int, rules: SplitRules) -> tuple[int, int]:
+    n_val = max(1, round(rules.validation_fraction * n_rings))
+    n_test = max(1, round(rules.test_fraction * n_rings))
+    return n_val, n_test
+
+
+def make_split(dataset: pd.DataFrame, train_size: int, seed, rules: SplitRules = SplitRules()) -> pd.DataFrame:
+    """One model's split of ``dataset`` (``galaxy_id``, ``label``).
+
+    Returns rows ``galaxy_id, label, split`` ('train', 'validation', 'test'); a training
+    ring appears once per copy (``ring_copies`` rows) before the cut. Not-rings are drawn
+    without replacement, so no galaxy is in two splits. Raises if the data cannot give
+    ``train_size`` training rows or balanced held-out sets.
+    """
+    rng = np.random.default_rng(seed)
+    rings = dataset.loc[dataset["label"] == 1, "galaxy_id"].to_numpy(str)
+    not_rings = dataset.loc[dataset["label"] == 0, "galaxy_id"].to_numpy(str)
+    if len(set(rings) | set(not_rings)) != len(rings) + len(not_rings):
+        raise ValueError("the ring data set lists a galaxy twice")
+    n_val, n_test = _held_out_counts(len(rings), rules)
+    if n_val + n_test >= len(rings):
+        raise ValueError(f"{len(rings)} rings are too few to hold out {n_val} for validation and {n_test} for test "
+                         f"and train on the rest")
+    rings, not_rings = rng.permutation(rings), rng.permutation(not_rings)
+    train_rings = rings[n_val + n_test:]
+    n_train_rings = len(train_rings) * rules.ring_copies
+    needed = n_val + n_test + n_train_rings
+    if needed > len(not_rings):
+        raise ValueError(f"{len(not_rings)} not-rings are too few to match {len(rings)} rings "
+                         f"({n_val} + {n_test} held out, {len(train_rings)} x {rules.ring_copies} for training)")
+    if train_size > 2 * n_train_rings:
+        raise ValueError(f"train size {train_size} is more than the {2 * n_train_rings} training rows "
+                         f"{len(rings)} rings allow ({len(train_rings)} rings x {rules.ring_copies} copies, "
+                         f"matched by as many not-rings)")
+    if train_size < 1:
+        raise ValueError(f"train size must be at least 1, not {train_size}")
+    parts = [
+        pd.DataFrame({"galaxy_id": rings[:n_val], "label": 1, "split": "validation"}),
+        pd.DataFrame({"galaxy_id": not_rings[:n_val], "label": 0, "split": "validation"}),
+        pd.DataFrame({"galaxy_id": rings[n_val:n_val + n_test], "label": 1, "split": "test"}),
+        pd.DataFrame({"galaxy_id": not_rings[n_val:n_val + n_test], "label": 0, "split": "test"}),
+    ]
+    train = pd.concat([
+        pd.DataFrame({"galaxy_id": np.repeat(train_rings, rules.ring_copies), "label": 1}),
+        pd.DataFrame({"galaxy_id": not_rings[n_val + n_test:needed], "label": 0}),
+    ], ignore_index=True)
+    train = train.iloc[rng.permutation(len(train))[:train_size]].assign(split="train")
+    out = pd.concat(parts + [train], ignore_index=True)
+    out["label"] = out["label"].astype(np.int8)
+    return out
+
+
+def split_seed(seed: int, train_size: int, repeat: int) -> int:
+    """The split's seed: one split per (training size, repeat), shared by every
+    initialisation and depth, so their comparison is paired."""
+    digest = hashlib.blake2b(f"{seed}:{train_size}:{repeat}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def _efficientnet_base(crop: int, channels: int, weights=None):
+    keras = _keras()
+    return keras.applications.EfficientNetB0(include_top=False, weights=weights,
+                                             input_shape=(crop, crop, channels), pooling="avg")
+
+
+def build_base(initialisation: str, crop: int, weights_path=None, seed: int = 0, questions=None):
+    """EfficientNetB0 base (input (crop, crop, 1) pixels 0..255, output the 1280-d pooled
+    representation) with ``initialisation``'s weights.
+
+    - a pretraining variant ('multi', 'bar', ...): ``weights_path`` is that model's
+      ``.weights.h5`` and ``questions`` the questions it answers; the base's layers are
+      copied from it by name.
+    - 'imagenet': ``weights_path`` is Keras' ``efficientnetb0_notop.h5``. ImageNet weights
+      expect RGB, so the greyscale image is repeated to 3 channels in front of the RGB
+      network (its own ImageNet normalisation included): exactly what the network saw for a
+      grey picture, with no change to its stem.
+    - 'scratch': random weights (seeded).
+    """
+    keras = _keras()
+    keras.utils.set_random_seed(seed % 2**32)
+    inputs = keras.Input((crop, crop, 1), name="image")
+    if initialisation == "imagenet":
+        if not weights_path:
+            raise ValueError("the imagenet initialisation needs a weights file (finetune.imagenet_weights)")
+        rgb = keras.layers.Concatenate(name="grey_to_rgb")([inputs, inputs, inputs])
+        try:
+            net = _efficientnet_base(crop, 3, weights=str(weights_path))
+        except Exception as err:
+            raise ValueError(f"{weights_path}: cannot load as EfficientNetB0 ImageNet weights without the top "
+                             f"({type(err).__name__}: {err})") from err
+        return keras.Model(inputs, net(rgb), name="base_imagenet")
+    net = _efficientnet_base(crop, 1)
+    if initialisation != "scratch":
+        if not weights_path:
+            raise ValueError(f"the {initialisation!r} initialisation needs its pretrained weights file")
+        if not questions:
+            raise ValueError(f"the {initialisation!r} initialisation needs the questions its model answers")
+        _copy_base_weights(net, weights_path, crop, tuple(questions))
+    return keras.Model(inputs, net(inputs), name=f"base_{initialisation}")
+
+
+def _copy_base_weights(net, weights_path, crop: int, questions: tuple[str, ...]):
+    """Load a pretrained vote model's file and copy every base layer's weights by name."""
+    from .model import ModelSpec, load_trained
+
+    trained = load_trained(weights_path, ModelSpec(crop_size=crop, questions=questions))
+    by_name = {layer.name: layer for layer in trained.layers}
+    copied = 0
+    for layer in net.layers:
+        if layer.weights and layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+            copied += 1
+    if copied == 0:
+        raise ValueError(f"{weights_path}: no EfficientNetB0 layer found to copy")
+
+
+def build_head(seed: int = 0, dropout: float = 0.75, width: int = 64, name: str = "ring_head"):
+    """The paper's head on a 1280-d representation: (n, 1280) -> (n, 1) ring probability."""
+    keras = _keras()
+    keras.utils.set_random_seed(seed % 2**32)
+    inputs = keras.Input((REPRESENTATION_DIM,), name="representation")
+    x = keras.layers.Dense(width, activation="relu", name="head_dense_1")(inputs)
+    x = keras.layers.Dropout(dropout, name="head_dropout_1")(x)
+    x = keras.layers.Dense(width, activation="relu", name="head_dense_2")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout_2")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="ring_probability", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_finetune_model(base, head):
+    """base then head: (n, crop, crop, 1) pixels -> (n, 1) ring probability."""
+    keras = _keras()
+    return keras.Model(base.input, head(base.output), name="ring_classifier")
+
+
+def _block_of(layer_name: str) -> str:
+    if layer_name.startswith("block"):
+        return layer_name[:6]  # 'block7a_project_conv' -> 'block7'
+    if layer_name.startswith("top_"):
+        return "top"
+    return "stem"
+
+
+def set_unfrozen_depth(base, depth: str) -> int:
+    """Make the base's layers from the output down to ``depth`` trainable, the rest frozen;
+    BatchNorm layers always frozen. Returns the number of trainable weights tensors."""
+    keras = _keras()
+    if depth not in DEPTHS:
+        raise ValueError(f"unknown unfreeze depth {depth!r}; choose from {list(DEPTHS)}")
+    order = ["top", "block7", "block6", "block5", "block4", "block3", "block2", "block1", "stem"]
+    unfrozen = set() if depth == "frozen" else set(order) if depth == "all" else set(order[:order.index(depth) + 1])
+    base.trainable = True
+    for layer in _all_layers(base):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif layer.weights and not isinstance(layer, keras.Model):
+            layer.trainable = _block_of(layer.name) in unfrozen
+    return len(base.trainable_weights)
+
+
+def _all_layers(model):
+    keras = _keras()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+# --- training ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """Training of one model. ``max_epochs``: the paper's 5e6 / train size, optionally
+    capped by ``epochs_cap`` (a CPU demo); patience min(max(10, epochs // 6), 30) of the
+    capped epochs. ``head_learning_rate`` for the frozen-base stage,
+    ``finetune_learning_rate`` for the unfrozen one."""
+
+    head_learning_rate: float = 1e-3
+    finetune_learning_rate: float = 1e-5
+    batch_size: int = 128
+    epochs_budget: float = 5e6
+    epochs_cap: int | None = None
+    dropout: float = 0.75
+
+    def max_epochs(self, train_size: int) -> int:
+        epochs = max(1, int(self.epochs_budget / max(train_size, 1)))
+        return min(epochs, self.epochs_cap) if self.epochs_cap else epochs
+
+    def patience(self, train_size: int) -> int:
+        return min(max(10, self.max_epochs(train_size) // 6), 30)
+
+
+def binary_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean binary cross-entropy in nats, probabilities clipped to [1e-7, 1 - 1e-7] as Keras
+    does."""
+    p = np.clip(np.asarray(probabilities, np.float64).ravel(), 1e-7, 1 - 1e-7)
+    y = np.asarray(labels, np.float64).ravel()
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    return float(np.mean((np.asarray(probabilities).ravel() > 0.5) == np.asarray(labels).ravel().astype(bool)))
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([predict_padded(model, x[i:i + batch_size], batch_size)
+                           for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 1))
+
+
+def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, patience: int, checkpoint: Checkpoint,
+                 stage: str, seed: int, progress=None, logger=None) -> dict:
+    """Epochs of ``train_on_batch`` with early stopping on the validation loss; resumes
+    from ``checkpoint``; leaves ``model`` holding the best validation weights. Returns the
+    stage's state (epochs run, best epoch and loss, history)."""
+    keras = _keras()
+    # weights only (the optimiser's moments restart on resume): a stage is minutes long
+    last = checkpoint.last = checkpoint.folder / "last.weights.h5"
+    state = checkpoint.load_state()
+    if state is not None and state.get("stage") == stage:
+        model.load_weights(last)
+        if logger:
+            logger.info("%s: resuming after epoch %d", stage, state["epochs_done"])
+    else:
+        state = {"stage": stage, "epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
+                 "history": []}
+    while state["epochs_done"] < max_epochs and state["wait"] < patience:
+        epoch = state["epochs_done"]
+        keras.utils.set_random_seed((seed * 7919 + epoch) % 2**32)
+        t0 = time.perf_counter()
+        losses, seen = [], 0
+        for x, y in train_batches(epoch):
+            loss = float(np.ravel(model.train_on_batch(x, y))[0])
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"{stage}: training loss became {loss} at epoch {epoch + 1}")
+            losses.append(loss)
+            seen += len(x)
+        seconds = time.perf_counter() - t0
+        val_loss, val_acc = evaluate_validation()
+        state["history"].append({"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
+                                 "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
+                                 "images_per_second": seen / seconds if seconds > 0 else float("nan")})
+        if val_loss < state["best_val_loss"]:
+            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            checkpoint.save_model(model, checkpoint.best)
+        else:
+            state["wait"] += 1
+        state["epochs_done"] = epoch + 1
+        checkpoint.save_model(model, last)
+        checkpoint.save_state(state)
+        if progress is not None:
+            progress(epoch + 1, max_epochs, val_loss)
+    if state["best_epoch"]:
+        model.load_weights(checkpoint.best)
+    if logger:
+        logger.info("%s: %d epochs (limit %d, patience %d), best validation loss %.4f at epoch %d", stage,
+                    state["epochs_done"], max_epochs, patience, state["best_val_loss"], state["best_epoch"])
+    return state
+
+
+@dataclass
+class FinetuneData:
+    """One model's data. ``features``: (n, 1280) cached base representations of the split's
+    galaxies (centre crops); ``images``: (n, r, r) uint8 or None when only the head is
+    trained; ``split``: the rows of :func:`make_split`, aligned with both."""
+
+    split: pd.DataFrame
+    features: np.ndarray
+    images: np.ndarray | None = None
+
+
+def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop: int, seed: int, checkpoint_dir,
+             progress=None, logger=None, head_from: str = "features") -> tuple[dict, pd.DataFrame]:
+    """Train the head on the frozen base, then (unless ``depth`` is 'frozen') unfreeze the
+    base down to ``depth`` and train on augmented images.
+
+    ``head_from``: 'features' trains the frozen-base head on ``data.features`` (cached
+    centre-crop representations, no augmentation: fast); 'images' runs the frozen base on
+    augmented images every epoch, as a network trained end to end would (``base`` is then
+    needed for the frozen depth too).
+
+    Returns (metrics: test and validation loss and accuracy of the best checkpoint, epochs
+    of each stage; history: one row per epoch and stage)."""
+    keras = _keras()
+    if head_from not in ("features", "images"):
+        raise ValueError(f"head_from must be 'features' or 'images', not {head_from!r}")
+    split = data.split.reset_index(drop=True)
+    sel = {name: np.flatnonzero(split["split"].to_numpy() == name) for name in ("train", "validation", "test")}
+    y = split["label"].to_numpy(np.float32)[:, None]
+    train_size = len(sel["train"])
+    max_epochs, patience = params.max_epochs(train_size), params.patience(train_size)
+    folder = Path(checkpoint_dir)
+    fingerprint = hashlib.sha256(json.dumps(
+        {"split": split[["galaxy_id", "label", "split"]].to_numpy().tolist(), "depth": depth, "crop": crop,
+         "seed": seed, "params": asdict(params), "head_from": head_from}, default=str).encode()).hexdigest()
+    needs_images = depth != "frozen" or head_from == "images"
+    if needs_images and (data.images is None or base is None):
+        raise ValueError(f"unfreezing to {depth!r} with the head trained from {head_from} needs the galaxies' "
+                         f"images and the base")
+
+    head = build_head(seed, params.dropout)
+    if needs_images:
+        images = data.images
+        held_out = {name: model_input(centre_crop(images[sel[name]], crop)) for name in ("validation", "test")}
+        model = build_finetune_model(base, head)
+
+        def image_batches(epoch):
+            order = np.random.default_rng([seed, 2, epoch])
+            for i, rows in enumerate(_batches(len(sel["train"]), params.batch_size, order)):
+                rng = np.random.default_rng([seed, 3, epoch, i])
+                idx = sel["train"][rows]
+                yield model_input(np.stack([augment(im, crop, rng) for im in images[idx]])), y[idx]
+
+        def image_eval(name="validation"):
+            p = _predict(model, held_out[name], params.batch_size)
+            return binary_log_loss(y[sel[name]], p), accuracy(y[sel[name]], p)
+
+    if head_from == "features":
+        features = np.asarray(data.features, np.float32)
+        head.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
+
+        def head_batches(epoch):
+            rng = np.random.default_rng([seed, 1, epoch])
+            for rows in _batches(len(sel["train"]), params.batch_size, rng):
+                idx = sel["train"][rows]
+                yield features[idx], y[idx]
+
+        def head_eval(name="validation"):
+            p = _predict(head, features[sel[name]], params.batch_size)
+            return binary_log_loss(y[sel[name]], p), accuracy(y[sel[name]], p)
+
+        head_model = head
+    else:
+        set_unfrozen_depth(base, "frozen")
+        model.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
+        head_batches, head_eval, head_model = image_batches, image_eval, model
+
+    head_state = _train_stage(head_model, head_batches, head_eval, max_epochs, patience,
+                              Checkpoint(folder / "head", fingerprint), "head", seed, progress, logger)
+    metrics = {"train_size": train_size, "train_rings": int(y[sel["train"]].sum()),
+               "validation_size": len(sel["validation"]), "test_size": len(sel["test"]),
+               "max_epochs": max_epochs, "patience": patience, "head_from": head_from,
+               "head_epochs": head_state["epochs_done"], "head_best_epoch": head_state["best_epoch"]}
+    metrics["frozen_validation_loss"], metrics["frozen_validation_accuracy"] = head_eval()
+    metrics["frozen_test_loss"], metrics["frozen_test_accuracy"] = head_eval("test")
+    history = list(head_state["history"])
+    if depth == "frozen":
+        metrics.update(test_loss=metrics["frozen_test_loss"], test_accuracy=metrics["frozen_test_accuracy"],
+                       validation_loss=metrics["frozen_validation_loss"],
+                       validation_accuracy=metrics["frozen_validation_accuracy"], finetune_epochs=0,
+                       finetune_best_epoch=0)
+        return metrics, pd.DataFrame(history)
+
+    n_trainable = set_unfrozen_depth(base, depth)
+    # a fresh optimiser at the fine-tuning rate, as W+22 recompile after unfreezing
+    model.compile(optimizer=keras.optimizers.Adam(params.finetune_learning_rate), loss="binary_crossentropy")
+    if logger:
+        logger.info("unfrozen to %s: %d trainable weight tensors in the base", depth, n_trainable)
+    tune_state = _train_stage(model, image_batches, image_eval, max_epochs, patience,
+                              Checkpoint(folder / "finetune", fingerprint), "finetune", seed, progress, logger)
+    history += tune_state["history"]
+    metrics["validation_loss"], metrics["validation_accuracy"] = image_eval()
+    metrics["test_loss"], metrics["test_accuracy"] = image_eval("test")
+    metrics.update(finetune_epochs=tune_state["epochs_done"], finetune_best_epoch=tune_state["best_epoch"],
+                   trainable_base_tensors=n_trainable)
+    return metrics, pd.DataFrame(history)
+
+
+def base_representations(base, images: np.ndarray, crop: int, batch_size: int = 128, progress=None) -> np.ndarray:
+    """(n, r, r) uint8 -> (n, 1280) float32 pooled representations of the centre crops."""
+    out = np.empty((len(images), REPRESENTATION_DIM), np.float32)
+    bar = progress(total=len(images), desc="representations", unit="galaxy") if progress else None
+    for start in range(0, len(images), batch_size):
+        x = model_input(centre_crop(images[start:start + batch_size], crop))
+        out[start:start + len(x)] = predict_padded(base, x, batch_size)
+        if bar is not None:
+            bar.update(len(x))
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def write_features(path, galaxy_ids, features: np.ndarray, attrs: dict) -> None:
+    """Cached base representations: ``galaxy_id`` (n,) and ``representation`` (n, 1280)
+    float32, with ``attrs`` (the initialisation, its weights file hash ...); atomic."""
+    import h5py
+
+    from .storage import atomic_path
+
+    with atomic_path(path, suffix=".part.h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("galaxy_id", data=np.asarray([str(g) for g in galaxy_ids], dtype=object),
+                         dtype=h5py.string_dtype())
+        f.create_dataset("representation", data=np.asarray(features, np.float32))
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+def read_features(path, galaxy_ids) -> np.ndarray:
+    """(len(galaxy_ids), 1280) rows of a features file, in ``galaxy_ids`` order."""
+    import h5py
+
+    from .storage import decode_ids
+
+    with h5py.File(path, "r") as f:
+        stored = pd.Series(np.arange(len(f["galaxy_id"])), index=decode_ids(f["galaxy_id"][:]))
+        missing = [g for g in galaxy_ids if g not in stored.index]
+        if missing:
+            raise KeyError(f"{path}: no representation for {len(missing)} galaxies, e.g. {missing[:3]}")
+        return f["representation"][:][stored.loc[list(galaxy_ids)].to_numpy()]
+
+
+def read_images(crops_paths, galaxy_ids, max_memory_bytes: int = 4 << 30) -> np.ndarray:
+    """uint8 (len(galaxy_ids), r, r) images of the named galaxies from the crops shards;
+    a galaxy without a crop (e.g. its cutout was rejected) is named in the error."""
+    from .pretraining import ImageStore
+
+    store = ImageStore(crops_paths, max_memory_bytes=max_memory_bytes)
+    row = pd.Series(np.arange(len(store)), index=[str(g) for g in store.galaxy_ids])
+    row = row[~row.index.duplicated()]
+    missing = [g for g in galaxy_ids if g not in row.index]
+    if missing:
+        raise KeyError(f"no crop for {len(missing)} galaxies, e.g. {missing[:3]}")
+    return store.read(row.loc[list(galaxy_ids)].to_numpy())
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation, standard error and count of test accuracy and loss per
+    (initialisation, depth, train size), over repeats."""
+    rows = []
+    for (init, depth, size), runs in results.groupby(["initialisation", "depth", "train_size"], sort=True):
+        row = {"initialisation": init, "depth": depth, "train_size": int(size), "repeats": len(runs)}
+        for metric in ("test_accuracy", "test_loss", "frozen_test_accuracy"):
+            values = runs[metric].to_numpy(float)
+            row[f"{metric}_mean"] = float(values.mean())
+            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+            row[f"{metric}_sem"] = row[f"{metric}_std"] / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_margins(results: pd.DataFrame, better: str, worse: str, depth: str) -> pd.DataFrame:
+    """Test-accuracy margin of ``better`` over ``worse`` per train size at ``depth``, paired
+    by repeat (same split): mean, the smallest and largest margin, and the repeats won."""
+    sub = results[results["depth"] == depth]
+    a = sub[sub["initialisation"] == better].set_index(["train_size", "repeat"])["test_accuracy"]
+    b = sub[sub["initialisation"] == worse].set_index(["train_size", "repeat"])["test_accuracy"]
+    diff = (a - b).dropna()
+    rows = []
+    for size, d in diff.groupby(level=0):
+        rows.append({"train_size": int(size), "better": better, "worse": worse, "depth": depth,
+                     "margin_mean": float(d.mean()), "margin_min": float(d.min()), "margin_max": float(d.max()),
+                     "repeats": int(len(d)), "repeats_won": int((d > 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def training_sizes(n_max: int, steps: int = 11) -> list[int]:
+    """The paper's training sizes: round(n_max ** (k / steps)), k = 0..steps, without
+    repeats (69620 gives 1, 3, 8, 21, 58, 159, 438, 1207, 3327, 9167, 25263, 69620)."""
+    return list(dict.fromkeys(int(round(n_max ** (k / steps))) for k in range(steps + 1)))
+
+

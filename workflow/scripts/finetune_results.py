@@ -1,0 +1,25 @@
+"""Adapter: every fine-tuning job's result in one table, and the summary over repeats."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+import json  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from morphtools.finetune import summarise  # noqa: E402
+from morphtools.scripting import log_to  # noqa: E402
+from morphtools.storage import write_csv  # noqa: E402
+
+log = log_to(snakemake.log[0], "finetune_results")
+results = pd.DataFrame([json.loads(Path(p).read_text()) for p in snakemake.input.runs])
+summary = summarise(results)
+rings = json.loads(Path(snakemake.input.rings_summary).read_text())
+summary["rings_available"] = rings["rings"]
+summary["note"] = ""
+for init, why in snakemake.params.left_out.items():
+    summary.loc[len(summary), ["initialisation", "note"]] = [init, f"not run: {why}"]
+write_csv(results, snakemake.output.results)
+write_csv(summary, snakemake.output.summary)
+log.info("\n%s", summary.to_string(index=False))
