@@ -211,8 +211,9 @@ def test_every_job_went_through_sbatch(slurm_run):
 # (resume state, with wall-clock times and a zip archive's timestamps).
 VOLATILE = re.compile(r"^results/(logs|benchmarks)/|/checkpoint/")
 TIMING_COLUMNS = ["seconds", "images_per_second"]  # of a training history
-RUN_TIMING_KEYS = ["seconds", "step_seconds"]  # of an anomaly run's info file
-ANOMALY_RUN_INFO = re.compile(r"^results/anomaly/[^/]+/runs/[^/]+/repeat_\d+\.json$")
+RUN_TIMING_KEYS = ["seconds", "step_seconds"]  # of an anomaly run's or a fine-tuned model's info file
+RUN_INFO = re.compile(r"^results/(anomaly/[^/]+/runs/[^/]+|finetune/runs/[^/]+/[^/]+/n\d+)/repeat_\d+\.json$")
+RESULT_TABLES = {"results/finetune/results.csv": ["seconds"]}  # every fine-tuned model's info, one row each
 
 
 def output_files(root: Path) -> list[str]:
@@ -227,21 +228,26 @@ def test_outputs_equal_a_local_run(slurm_run, tiny_run):
     timestamps. Pretraining is bit-reproducible across processes because both runs train on
     the same machine with the same TensorFlow thread pool (TF sizes it from the CPUs it
     sees, whatever Snakemake's threads say), so the multithreaded kernels sum in the same
-    order. Only a training history's timing columns and an anomaly run's timings differ."""
+    order. Only a training history's timing columns, an anomaly run's and a fine-tuned
+    model's timings differ."""
     s, t = slurm_run.workdir, tiny_run
     names = output_files(t)
     assert len(names) > 100 and names == output_files(s)
     differ = [n for n in names if (s / n).read_bytes() != (t / n).read_bytes()]
-    histories = [n for n in differ if n.endswith("/history.csv")]
+    histories = [n for n in differ if n.endswith("history.csv")]
     for name in histories:
         a, b = (pd.read_csv(d / name).drop(columns=TIMING_COLUMNS) for d in (s, t))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
-    run_infos = [n for n in differ if ANOMALY_RUN_INFO.match(n)]
+    tables = [n for n in differ if n in RESULT_TABLES]
+    for name in tables:
+        a, b = (pd.read_csv(d / name).drop(columns=RESULT_TABLES[name]) for d in (s, t))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    run_infos = [n for n in differ if RUN_INFO.match(n)]
     for name in run_infos:
         a, b = ({k: v for k, v in json.loads((d / name).read_text()).items() if k not in RUN_TIMING_KEYS}
                 for d in (s, t))
         assert a == b, f"{name} differs from the local run beyond its timings"
-    timed = set(histories) | set(run_infos)
+    timed = set(histories) | set(tables) | set(run_infos)
     assert set(differ) == timed, f"differ from the local run: {sorted(set(differ) - timed)}"
 
 

@@ -144,7 +144,8 @@ def test_report_builds(tiny_run_copy):
     for expected in ("Representation", "pca_variance.csv", "training_curves.png", "representation_check.png",
                      "sample_galaxies.png", "Similarity search", "tag_precision.csv", "similarity_tags.png",
                      "umap_all.png", "umap_spiral.png", "Anomalies", "table1.csv", "anomaly_curves_gz2.png",
-                     "anomaly_curves_decals.png", "anomaly_map.png", "anomaly_top.png"):
+                     "anomaly_curves_decals.png", "anomaly_map.png", "anomaly_top.png", "Fine-tuning",
+                     "finetune_by_pretraining.png", "finetune_by_depth.png", "summary.csv"):
         assert expected in html
 
 
@@ -194,6 +195,46 @@ def test_anomaly_experiments(tiny_run):
 
 
 
+
+def test_finetune_sweep(tiny_run):
+    import json
+
+    import yaml
+
+    results = tiny_run / "results"
+    cfg = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())["finetune"]
+    rings = pd.read_csv(results / "finetune/rings.csv", dtype={"galaxy_id": str})
+    summary = json.loads((results / "finetune/rings_summary.json").read_text())
+    assert set(rings["label"]) == {0, 1} and (rings["label"] == 1).sum() == summary["rings"] >= 4
+    truth = pd.read_csv(tiny_run / "resources/simulated/decals/hidden/rare_features.csv")
+    catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}, low_memory=False)
+    fraction = catalogue.merge(truth, on="iauname").set_index("galaxy_id")[cfg["fraction"]]
+    labelled = fraction.loc[rings["galaxy_id"]].to_numpy()
+    assert ((labelled > 0.1) == (rings["label"] == 1)).all() and (labelled[rings["label"] == 0] < 0.05).all()
+    for init in ("multi", "scratch"):
+        with h5py.File(results / f"finetune/features/{init}.h5") as f:
+            assert f["representation"].shape == (len(rings), 1280)
+    table = pd.read_csv(results / "finetune/results.csv")
+    assert len(table) == 2 * 2 * 1 * 1  # multi and scratch (no ImageNet file) x frozen, top x n8 x 1 repeat
+    for row in table.itertuples():
+        stem = results / f"finetune/runs/{row.initialisation}/{row.depth}/n8/repeat_0"
+        split = pd.read_csv(f"{stem}_split.csv", dtype={"galaxy_id": str})
+        train = split[split["split"] == "train"]
+        assert len(train) == row.train_size == 8
+        for part in ("validation", "test"):
+            held = split[split["split"] == part]
+            assert (held["label"] == 1).sum() == (held["label"] == 0).sum() >= 1
+        assert not set(train["galaxy_id"]) & set(split.loc[split["split"] != "train", "galaxy_id"])
+        assert 0 <= row.test_accuracy <= 1 and np.isfinite(row.test_loss)
+        history = pd.read_csv(f"{stem}_history.csv")
+        assert set(history["stage"]) == ({"head"} if row.depth == "frozen" else {"head", "finetune"})
+    # the same split for every initialisation and depth at one size and repeat (paired)
+    assert table["split_seed"].nunique() == 1
+    assert not (results / "finetune/checkpoints").exists() or not any((results / "finetune/checkpoints").rglob("*.h5"))
+    summary_table = pd.read_csv(results / "finetune/summary.csv", keep_default_na=False)
+    assert "not run" in summary_table.set_index("initialisation").loc["imagenet", "note"]
+    for figure in ("finetune_by_pretraining", "finetune_single_question", "finetune_by_depth"):
+        assert (results / f"figures/{figure}.png").stat().st_size > 10_000
 
 
 def dry_run_shards(workdir, rule, config="tiny.yaml"):
@@ -285,7 +326,15 @@ def test_paper_config_validates_and_plans_every_variant(tmp_path):
     assert proc.returncode != 0 and "resources/public/gz_decals_rare_features.csv" in proc.stdout + proc.stderr
     (tmp_path / "resources/public").mkdir(parents=True)
     (tmp_path / "resources/public/gz_decals_rare_features.csv").touch()
+    # so are the ImageNet weights of the fine-tuning sweep
+    proc = run_snakemake(tmp_path, "-n", config="paper.yaml", check=False)
+    assert proc.returncode != 0 and "resources/imagenet/efficientnetb0_notop.h5" in proc.stdout + proc.stderr
+    (tmp_path / "resources/imagenet").mkdir(parents=True)
+    (tmp_path / "resources/imagenet/efficientnetb0_notop.h5").touch()
     proc = run_snakemake(tmp_path, "-n", config="paper.yaml")
+    # the paper's sweep: 7 initialisations x 7 depths x 12 sizes x 5 repeats
+    assert re.search(r"^finetune_run\s+2940$", proc.stdout, re.M)
+    assert re.search(r"^finetune_features\s+7$", proc.stdout, re.M)
     # multi and four single-question models; 64 shards x 2 surveys embedded with multi
     assert re.search(r"^pretrain\s+5$", proc.stdout, re.M)
     assert re.search(r"^embed\s+128$", proc.stdout, re.M)
@@ -306,6 +355,7 @@ def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
     (tmp_path / "resources/public").mkdir(parents=True)
     (tmp_path / "resources/public/gz_decals_rare_features.csv").touch()
     config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["finetune"]["imagenet_weights"] = None  # the arm is left out
     config["survey"]["images"] = "gz_decals_png"
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"))

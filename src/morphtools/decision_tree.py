@@ -91,3 +91,7 @@ GZ2_TREE = (
 def gz2_columns() -> list[str]:
     """The 37 Kaggle solution columns, ``Class1.1`` .. ``Class11.6``."""
     return [c for cls in GZ2_TREE for c in cls.columns()]
+
+# predicted vote fractions that select featured, face-on discs (anomaly filter, ring candidates)
+FEATURED_FRACTION = "smooth-or-featured_featured-or-disk_fraction"
+NOT_EDGE_ON_FRACTION = "disk-edge-on_no_fraction"

@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
+from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
 from .model import REPRESENTATION_DIM, _keras
 from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded
 
@@ -48,8 +50,6 @@ log = logging.getLogger(__name__)
 # unfreeze depths from the output down; 'frozen' trains the head only
 DEPTHS = ("frozen", "top", "block7", "block6", "block5", "block4", "all")
 BASE_INITIALISATIONS = ("imagenet", "scratch")  # the rest are pretraining variants
-FEATURED_COLUMN = "smooth-or-featured_featured-or-disk"
-NOT_EDGE_ON_COLUMN = "disk-edge-on_no"
 
 
 # --- the labelled rings ----------------------------------------------------------------------
@@ -72,7 +72,7 @@ def ring_dataset(predicted: pd.DataFrame, labels: pd.DataFrame, fraction_column:
     """Labelled ring / not-ring galaxies.
 
     ``predicted``: ``galaxy_id`` and the model's predicted vote fractions (columns named
-    by answer, e.g. ``smooth-or-featured_featured-or-disk``); ``labels``: ``galaxy_id`` and
+    by answer, e.g. ``smooth-or-featured_featured-or-disk_fraction``); ``labels``: ``galaxy_id`` and
     ``fraction_column`` (and ``votes_column``). Returns (table with ``galaxy_id``,
     ``ring_fraction``, ``label`` (1 ring, 0 not-ring), in ``predicted`` order; a summary of
     the counts at each cut).

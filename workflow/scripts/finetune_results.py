@@ -18,8 +18,10 @@ summary = summarise(results)
 rings = json.loads(Path(snakemake.input.rings_summary).read_text())
 summary["rings_available"] = rings["rings"]
 summary["note"] = ""
-for init, why in snakemake.params.left_out.items():
-    summary.loc[len(summary), ["initialisation", "note"]] = [init, f"not run: {why}"]
+left_out = pd.DataFrame({"initialisation": list(snakemake.params.left_out),
+                         "note": [f"not run: {why}" for why in snakemake.params.left_out.values()]})
+summary = pd.concat([summary, left_out], ignore_index=True) if len(left_out) else summary
+summary = summary.astype({"train_size": "Int64", "repeats": "Int64", "rings_available": "Int64"})
 write_csv(results, snakemake.output.results)
 write_csv(summary, snakemake.output.summary)
 log.info("\n%s", summary.to_string(index=False))

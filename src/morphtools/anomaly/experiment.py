@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-# the automated (predicted) vote fractions the featured / face-on filter reads
-FEATURED_COLUMN = "smooth-or-featured_featured-or-disk_fraction"
-FACE_ON_COLUMN = "disk-edge-on_no_fraction"
+from ..decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
+from ..decision_tree import NOT_EDGE_ON_FRACTION as FACE_ON_COLUMN
 
 
 @dataclass(frozen=True)
