@@ -213,3 +213,25 @@ def test_head_can_train_through_the_frozen_base_on_augmented_images(tmp_path):
 def test_head_shape():
     head = build_head()
     assert head.output_shape == (None, 1) and head.input_shape == (None, 1280)
+
+
+def test_images_are_read_by_id_in_memory_or_lazily(tmp_path):
+    from morphtools.finetune import LazyImages, read_images
+    from morphtools.storage import write_crops_shard
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for shard in range(2):
+        images = rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)
+        paths.append(tmp_path / f"shard_{shard}.h5")
+        write_crops_shard(paths[-1], [f"g{shard}{i}" for i in range(3)], images, np.zeros((3, 4, 4, 3), np.uint8),
+                          {"resize_to": 8})
+    wanted = ["g12", "g00", "g12", "g01"]
+    in_memory = read_images(paths, wanted)
+    lazy = read_images(paths, wanted, max_memory_bytes=0)
+    assert isinstance(in_memory, np.ndarray) and isinstance(lazy, LazyImages) and len(lazy) == 4
+    np.testing.assert_array_equal(lazy[np.arange(4)], in_memory)
+    np.testing.assert_array_equal(lazy[np.array([3, 1])], in_memory[[3, 1]])
+    assert (in_memory[0] == in_memory[2]).all()
+    with pytest.raises(KeyError, match="no crop for 1 galaxies"):
+        read_images(paths, ["g00", "nope"])

@@ -417,12 +417,13 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
 @dataclass
 class FinetuneData:
     """One model's data. ``features``: (n, 1280) cached base representations of the split's
-    galaxies (centre crops); ``images``: (n, r, r) uint8 or None when only the head is
-    trained; ``split``: the rows of :func:`make_split`, aligned with both."""
+    galaxies (centre crops); ``images``: (n, r, r) uint8 (an array or :class:`LazyImages`)
+    or None when only the head is trained; ``split``: the rows of :func:`make_split`,
+    aligned with both."""
 
     split: pd.DataFrame
     features: np.ndarray
-    images: np.ndarray | None = None
+    images: np.ndarray | LazyImages | None = None
 
 
 def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop: int, seed: int, checkpoint_dir,
@@ -565,9 +566,26 @@ def read_features(path, galaxy_ids) -> np.ndarray:
         return f["representation"][:][stored.loc[list(galaxy_ids)].to_numpy()]
 
 
-def read_images(crops_paths, galaxy_ids, max_memory_bytes: int = 4 << 30) -> np.ndarray:
-    """uint8 (len(galaxy_ids), r, r) images of the named galaxies from the crops shards;
-    a galaxy without a crop (e.g. its cutout was rejected) is named in the error."""
+class LazyImages:
+    """Images of chosen galaxies read from the crops shards only when indexed:
+    ``images[rows]`` -> uint8 (len(rows), r, r), as for an array. For training sets too big
+    to hold in memory (the paper's largest, ~140,000 rows at 300 px)."""
+
+    def __init__(self, store, rows: np.ndarray):
+        self.store, self.rows = store, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.store.read(self.rows[index])
+
+
+def read_images(crops_paths, galaxy_ids, max_memory_bytes: int = 4 << 30):
+    """uint8 (len(galaxy_ids), r, r) images of the named galaxies from the crops shards: an
+    array when they fit in ``max_memory_bytes``, else a :class:`LazyImages` that reads each
+    batch when asked. A galaxy without a crop (e.g. its cutout was rejected) is named in
+    the error."""
     from .pretraining import ImageStore
 
     store = ImageStore(crops_paths, max_memory_bytes=max_memory_bytes)
@@ -576,7 +594,10 @@ def read_images(crops_paths, galaxy_ids, max_memory_bytes: int = 4 << 30) -> np.
     missing = [g for g in galaxy_ids if g not in row.index]
     if missing:
         raise KeyError(f"no crop for {len(missing)} galaxies, e.g. {missing[:3]}")
-    return store.read(row.loc[list(galaxy_ids)].to_numpy())
+    rows = row.loc[list(galaxy_ids)].to_numpy()
+    if len(rows) * int(np.prod(store.image_shape)) > max_memory_bytes:
+        return LazyImages(store, rows)
+    return store.read(rows)
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:

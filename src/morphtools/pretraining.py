@@ -94,9 +94,10 @@ class ImageStore:
         file_of = np.searchsorted(self.offsets, rows, side="right") - 1
         for k in np.unique(file_of):
             sel = np.flatnonzero(file_of == k)
-            local = rows[sel] - self.offsets[k]
-            order = np.argsort(local)  # h5py wants increasing indices
-            out[sel[order]] = self._read_file(self.paths[k], local[order])
+            # h5py wants strictly increasing indices: read each row once, then place it
+            # wherever it was asked for (a repeated training ring is asked for several times)
+            local, where = np.unique(rows[sel] - self.offsets[k], return_inverse=True)
+            out[sel] = self._read_file(self.paths[k], local)[where]
         return out
 
 
