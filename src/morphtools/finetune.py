@@ -43,7 +43,7 @@ import pandas as pd
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
 from .model import REPRESENTATION_DIM, _keras
-from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded
+from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded, record_epoch
 
 log = logging.getLogger(__name__)
 
@@ -393,15 +393,10 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
             seen += len(x)
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate_validation()
-        state["history"].append({"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
-                                 "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
-                                 "images_per_second": seen / seconds if seconds > 0 else float("nan")})
-        if val_loss < state["best_val_loss"]:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
-            checkpoint.save_model(model, checkpoint.best)
-        else:
-            state["wait"] += 1
-        state["epochs_done"] = epoch + 1
+        row = {"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
+               "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
+               "images_per_second": seen / seconds if seconds > 0 else float("nan")}
+        record_epoch(state, row, val_loss, model, checkpoint)
         checkpoint.save_model(model, last)
         checkpoint.save_state(state)
         if progress is not None:

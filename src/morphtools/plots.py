@@ -186,9 +186,13 @@ def _accuracy_lines(ax, results, group_column: str, x_column: str, order=None, s
     ax.set_ylim(0.3, 1.02)
 
 
-def _note(fig, notes):
+def _finish_with_notes(fig, path, notes):
+    """Notes (e.g. arms left out, and why) in small print under the axes; save and close."""
     if notes:
         fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def finetune_by_pretraining_figure(results, finetuned_depth: str, path, notes=()) -> None:
@@ -207,10 +211,7 @@ def finetune_by_pretraining_figure(results, finetuned_depth: str, path, notes=()
             ax.legend(fontsize=8, loc="lower right")
         ax.set_title(title)
         ax.set_xlabel("labelled training galaxies")
-    _note(fig, notes)
-    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_with_notes(fig, path, notes)
 
 
 def finetune_single_question_figure(results, single_questions, finetuned_depth: str, path, notes=()) -> None:
@@ -228,10 +229,7 @@ def finetune_single_question_figure(results, single_questions, finetuned_depth: 
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"all questions vs one question (unfrozen to {finetuned_depth})")
     ax.set_xlabel("labelled training galaxies")
-    _note(fig, notes)
-    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_with_notes(fig, path, notes)
 
 
 def finetune_by_depth_figure(results, depths, train_size: int, path, notes=()) -> None:
@@ -262,10 +260,7 @@ def finetune_by_depth_figure(results, depths, train_size: int, path, notes=()) -
     ax.set_xlabel("unfrozen from the output down to")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"accuracy by unfrozen depth ({train_size} labelled galaxies)")
-    _note(fig, notes)
-    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_with_notes(fig, path, notes)
 
 
 def pd_categorical(values, categories):

@@ -273,6 +273,19 @@ class Checkpoint:
         os.replace(tmp, path)
 
 
+def record_epoch(state: dict, row: dict, val_loss: float, model, checkpoint: Checkpoint) -> None:
+    """Early-stopping book-keeping after one epoch: append ``row`` to the history; if the
+    validation loss is the best so far, save the weights as the checkpoint's best and reset
+    the patience counter, else count one more epoch without improvement."""
+    state["history"].append(row)
+    if val_loss < state["best_val_loss"]:
+        state.update(best_val_loss=val_loss, best_epoch=row["epoch"], wait=0)
+        checkpoint.save_model(model, checkpoint.best)
+    else:
+        state["wait"] += 1
+    state["epochs_done"] = row["epoch"]
+
+
 def predict_padded(model, x: np.ndarray, batch_size: int):
     """``model.predict_on_batch`` with a short batch padded to ``batch_size`` (and the
     padding dropped from the outputs), so every call has one shape and nothing is traced
@@ -367,13 +380,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         val_loss = validation_loss(model, val, spec)
         row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": seconds,
                "images_per_second": train.galaxies_per_epoch / seconds}
-        state["history"].append(row)
-        if val_loss < state["best_val_loss"]:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
-            checkpoint.save_model(model, checkpoint.best)
-        else:
-            state["wait"] += 1
-        state["epochs_done"] = epoch + 1
+        record_epoch(state, row, val_loss, model, checkpoint)
         state["stopped_early"] = state["wait"] >= params.patience
         checkpoint.save_model(model, checkpoint.last)
         checkpoint.save_state(state)
