@@ -96,6 +96,9 @@ def test_epoch_limit_and_patience_rules():
     assert params.max_epochs(5e6) == 1 and params.patience(5e6) == 10
     capped = FinetuneParams(epochs_cap=24)
     assert capped.max_epochs(21) == 24 and capped.patience(21) == 10
+    # the head on cached representations keeps the paper's limit unless capped on its own
+    assert capped.max_epochs(21, cached_head=True) == 238095 and capped.patience(21, cached_head=True) == 30
+    assert FinetuneParams(head_epochs_cap=50).max_epochs(21, cached_head=True) == 50
 
 
 def test_binary_log_loss_by_hand():
@@ -156,7 +159,7 @@ def _tiny_job(tmp_path, depth, checkpoint="ckpt", head_from="features", progress
     images[labels == 1, 14:26, 14:26] += 150
     features = rng.normal(size=(len(split), 1280)).astype(np.float32)
     features[:, 0] += 3 * labels
-    params = FinetuneParams(epochs_cap=epochs_cap, batch_size=16)
+    params = FinetuneParams(epochs_cap=epochs_cap, head_epochs_cap=epochs_cap, batch_size=16)
     base = build_base("scratch", 32, seed=2)
     return finetune(FinetuneData(split, features, images), base, depth, params, 32, seed=4,
                     checkpoint_dir=tmp_path / checkpoint, head_from=head_from, progress=progress)

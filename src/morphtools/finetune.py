@@ -321,24 +321,28 @@ def _all_layers(model):
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    """Training of one model. ``max_epochs``: the paper's 5e6 / train size, optionally
-    capped by ``epochs_cap`` (a CPU demo); patience min(max(10, epochs // 6), 30) of the
-    capped epochs. ``head_learning_rate`` for the frozen-base stage,
-    ``finetune_learning_rate`` for the unfrozen one."""
+    """Training of one model. Each stage stops after the paper's 5e6 / train size epochs,
+    or after min(max(10, epochs // 6), 30) epochs without a better validation loss.
+    ``epochs_cap`` limits the epochs of the stages that run the base on images (a CPU
+    demo); ``head_epochs_cap`` those of the head trained on cached representations, which
+    cost milliseconds each (None: the paper's limit). ``head_learning_rate`` for the
+    frozen-base stage, ``finetune_learning_rate`` for the unfrozen one."""
 
     head_learning_rate: float = 1e-3
     finetune_learning_rate: float = 1e-5
     batch_size: int = 128
     epochs_budget: float = 5e6
     epochs_cap: int | None = None
+    head_epochs_cap: int | None = None
     dropout: float = 0.75
 
-    def max_epochs(self, train_size: int) -> int:
+    def max_epochs(self, train_size: int, cached_head: bool = False) -> int:
         epochs = max(1, int(self.epochs_budget / max(train_size, 1)))
-        return min(epochs, self.epochs_cap) if self.epochs_cap else epochs
+        cap = self.head_epochs_cap if cached_head else self.epochs_cap
+        return min(epochs, cap) if cap else epochs
 
-    def patience(self, train_size: int) -> int:
-        return min(max(10, self.max_epochs(train_size) // 6), 30)
+    def patience(self, train_size: int, cached_head: bool = False) -> int:
+        return min(max(10, self.max_epochs(train_size, cached_head) // 6), 30)
 
 
 def binary_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -441,6 +445,8 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
     y = split["label"].to_numpy(np.float32)[:, None]
     train_size = len(sel["train"])
     max_epochs, patience = params.max_epochs(train_size), params.patience(train_size)
+    cached = head_from == "features"
+    head_max_epochs, head_patience = params.max_epochs(train_size, cached), params.patience(train_size, cached)
     folder = Path(checkpoint_dir)
     fingerprint = hashlib.sha256(json.dumps(
         {"split": split[["galaxy_id", "label", "split"]].to_numpy().tolist(), "depth": depth, "crop": crop,
@@ -487,11 +493,12 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
         model.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
         head_batches, head_eval, head_model = image_batches, image_eval, model
 
-    head_state = _train_stage(head_model, head_batches, head_eval, max_epochs, patience,
+    head_state = _train_stage(head_model, head_batches, head_eval, head_max_epochs, head_patience,
                               Checkpoint(folder / "head", fingerprint), "head", seed, progress, logger)
     metrics = {"train_size": train_size, "train_rings": int(y[sel["train"]].sum()),
                "validation_size": len(sel["validation"]), "test_size": len(sel["test"]),
-               "max_epochs": max_epochs, "patience": patience, "head_from": head_from,
+               "max_epochs": max_epochs, "patience": patience, "head_max_epochs": head_max_epochs,
+               "head_patience": head_patience, "head_from": head_from,
                "head_epochs": head_state["epochs_done"], "head_best_epoch": head_state["best_epoch"]}
     metrics["frozen_validation_loss"], metrics["frozen_validation_accuracy"] = head_eval()
     metrics["frozen_test_loss"], metrics["frozen_test_accuracy"] = head_eval("test")
