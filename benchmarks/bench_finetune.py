@@ -84,7 +84,8 @@ def cached_vs_images(results: Path, sizes, repeats: int, epochs_cap: int, batch:
     rings = pd.read_csv(results / "finetune/rings.csv", dtype={"galaxy_id": str})
     crops = sorted((results / "decals/crops").glob("shard_*.h5"))
     weights = results / "models/multi/model.weights.h5"
-    params = FinetuneParams(epochs_cap=epochs_cap, batch_size=batch)
+    # the same epoch limit and patience for both routes, so that only the route differs
+    params = FinetuneParams(epochs_cap=epochs_cap, head_epochs_cap=epochs_cap, batch_size=batch)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
