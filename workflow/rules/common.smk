@@ -411,6 +411,16 @@ def finetune_init_weights(init):
     return [model_weights(init)]
 
 
+def finetune_run_inputs(wildcards):
+    """A fine-tuning job's inputs: the cached representations always; the crops and the
+    initialisation's weights only when the base is unfrozen (it then trains on images)."""
+    inputs = {"rings": f"{RESULTS}/finetune/rings.csv", "features": f"{RESULTS}/finetune/features/{wildcards.init}.h5"}
+    if wildcards.depth != "frozen":
+        inputs["crops"] = shard_files(f"{RESULTS}/{{survey}}/crops/shard_{{shard}}.h5", "decals")
+        inputs["weights"] = finetune_init_weights(wildcards.init)
+    return inputs
+
+
 def finetune_outputs():
     if FINETUNE_LEFT_OUT or not finetune_run_keys():
         return []

@@ -67,17 +67,9 @@ rule finetune_features:
         "../scripts/finetune_features.py"
 
 
-def _finetune_run_inputs(wildcards):
-    inputs = {"rings": f"{RESULTS}/finetune/rings.csv", "features": f"{RESULTS}/finetune/features/{wildcards.init}.h5"}
-    if wildcards.depth != "frozen":  # the unfrozen stage trains on the images
-        inputs["crops"] = shard_files(f"{RESULTS}/{{survey}}/crops/shard_{{shard}}.h5", "decals")
-        inputs["weights"] = finetune_init_weights(wildcards.init)
-    return inputs
-
-
 rule finetune_run:
     input:
-        unpack(_finetune_run_inputs),
+        unpack(finetune_run_inputs),
     output:
         result=f"{RESULTS}/finetune/runs/{{init}}/{{depth}}/n{{size}}/repeat_{{repeat}}.json",
         split=f"{RESULTS}/finetune/runs/{{init}}/{{depth}}/n{{size}}/repeat_{{repeat}}_split.csv",
