@@ -62,6 +62,8 @@ def test_model_outputs_and_representation_shapes():
     x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 1)).astype(np.float32)
     conc = np.asarray(model.predict_on_batch(x))
     assert conc.shape == (3, 34) and np.all(conc > 1) and np.all(conc < 101)
+    # untrained, every concentration starts near 1 + 100 sigmoid(-3) ~ 5.7, not 51
+    assert np.all(np.abs(conc - (1 + 100 / (1 + np.exp(3.0)))) < 1.0)
     rep, conc2 = embedding_model(model).predict_on_batch(x)
     assert np.asarray(rep).shape == (3, REPRESENTATION_DIM)
     np.testing.assert_allclose(np.asarray(conc2), conc, rtol=1e-5)

@@ -210,3 +210,38 @@ def test_a_fresh_process_resumes_the_checkpoint(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "resuming" in proc.stdout and "EPOCHS [1]" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_batchnorm_statistics_are_the_average_over_the_batches_with_dropout_off():
+    import keras
+
+    from morphtools.pretraining import recompute_batchnorm_statistics
+
+    inputs = keras.Input((4,))
+    dropped = keras.layers.Dropout(0.5)(inputs)
+    normed = keras.layers.BatchNormalization(momentum=0.99, name="bn")(dropped)
+    model = keras.Model(inputs, normed)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, (16, 4)).astype(np.float32) + k for k in range(5)]
+    assert recompute_batchnorm_statistics(model, iter(batches)) == 5
+    bn = model.get_layer("bn")
+    # with dropout off the layer saw the inputs themselves: mean of the batch means
+    expected_mean = np.mean([b.mean(axis=0) for b in batches], axis=0)
+    expected_var = np.mean([b.var(axis=0) for b in batches], axis=0)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected_mean, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), expected_var, rtol=1e-4)
+    # settings restored, and inference now normalises the data to ~zero mean
+    assert bn.momentum == 0.99 and model.layers[1].rate == 0.5
+    out = np.asarray(model.predict_on_batch(np.concatenate(batches)))
+    assert abs(out.mean()) < 0.05
+
+
+def test_batchnorm_rows_are_a_seeded_sorted_sample():
+    from morphtools.pretraining import batchnorm_rows
+
+    rows = np.arange(100, 200)
+    a, b = batchnorm_rows(rows, 30, seed=1, epoch=2), batchnorm_rows(rows, 30, seed=1, epoch=2)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) == 30 and len(set(a)) == 30 and np.all(np.diff(a) > 0) and set(a) <= set(rows)
+    assert not np.array_equal(a, batchnorm_rows(rows, 30, seed=1, epoch=3))
+    assert len(batchnorm_rows(rows[:10], 30, seed=1, epoch=0)) == 10

@@ -21,7 +21,7 @@ spec = ModelSpec(crop_size=snakemake.params.crop_to, questions=tuple(snakemake.p
                  dropout=cfg["dropout"])
 params = TrainingParams(epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
                         patience=cfg["patience"], validation_fraction=cfg["validation_fraction"],
-                        seed=snakemake.params.seed)
+                        seed=snakemake.params.seed, batchnorm_galaxies=cfg["batchnorm_galaxies"])
 store = ImageStore(snakemake.input.crops, max_memory_bytes=int(cfg["max_memory_gb"] * 2**30))
 catalogue = pd.read_csv(snakemake.input.catalogue, dtype={"galaxy_id": str})
 counts = vote_counts(catalogue, store.galaxy_ids, spec)
