@@ -430,11 +430,15 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         train.set_epoch(epoch)
         t0 = time.perf_counter()
         loss = train_one_epoch(model, train, progress, desc=f"epoch {epoch + 1}/{params.epochs}")
+        seconds = time.perf_counter() - t0  # training only: images_per_second is the training rate
         if params.batchnorm_galaxies > 0:
+            t1 = time.perf_counter()
             rows = batchnorm_rows(train_rows, params.batchnorm_galaxies, params.seed, epoch)
             stats = VoteBatches(store, rows, counts[rows], spec.crop_size, params.batch_size, False, params.seed)
             recompute_batchnorm_statistics(model, (x for x, _ in stats))
-        seconds = time.perf_counter() - t0
+            if logger:
+                logger.info("BatchNorm statistics from %d training galaxies (%.0f s)", len(rows),
+                            time.perf_counter() - t1)
         val_loss = validation_loss(model, val, spec)
         row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": seconds,
                "images_per_second": train.galaxies_per_epoch / seconds}
