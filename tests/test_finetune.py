@@ -238,3 +238,26 @@ def test_images_are_read_by_id_in_memory_or_lazily(tmp_path):
     assert (in_memory[0] == in_memory[2]).all()
     with pytest.raises(KeyError, match="no crop for 1 galaxies"):
         read_images(paths, ["g00", "nope"])
+
+
+def test_margins_of_multi_are_paired_by_repeat():
+    from morphtools.finetune import margins_over_others
+
+    rows = []
+    for size, multi, scratch in [(21, [0.8, 0.6], [0.5, 0.7]), (58, [0.9, 0.9], [0.6, 0.5])]:
+        for repeat in range(2):
+            rows.append({"initialisation": "multi", "depth": "frozen", "train_size": size, "repeat": repeat,
+                         "test_accuracy": multi[repeat]})
+            rows.append({"initialisation": "scratch", "depth": "frozen", "train_size": size, "repeat": repeat,
+                         "test_accuracy": scratch[repeat]})
+    # a depth where only scratch ran gives no rows
+    rows.append({"initialisation": "scratch", "depth": "all", "train_size": 21, "repeat": 0, "test_accuracy": 0.5})
+    margins = margins_over_others(pd.DataFrame(rows)).set_index("train_size")
+    assert list(margins.index) == [21, 58] and set(margins["worse"]) == {"scratch"}
+    # size 21: repeat 0 +0.3, repeat 1 -0.1 -> mean +0.1, one repeat won
+    assert margins.loc[21, "margin_mean"] == pytest.approx(0.1)
+    assert margins.loc[21, "margin_min"] == pytest.approx(-0.1) and margins.loc[21, "margin_max"] == pytest.approx(0.3)
+    assert margins.loc[21, "repeats_won"] == 1 and margins.loc[58, "repeats_won"] == 2
+    assert margins.loc[58, "margin_mean"] == pytest.approx(0.35)
+    empty = margins_over_others(pd.DataFrame(rows[1::2]))  # scratch only
+    assert empty.empty and "margin_mean" in empty.columns

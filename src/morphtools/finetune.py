@@ -632,6 +632,22 @@ def paired_margins(results: pd.DataFrame, better: str, worse: str, depth: str) -
     return pd.DataFrame(rows)
 
 
+def margins_over_others(results: pd.DataFrame, reference: str = "multi") -> pd.DataFrame:
+    """:func:`paired_margins` of ``reference`` over every other initialisation, at every
+    depth both were run at; empty (with the columns) when ``reference`` was not run."""
+    columns = ["train_size", "better", "worse", "depth", "margin_mean", "margin_min", "margin_max",
+               "repeats", "repeats_won"]
+    tables = []
+    for depth in sorted(results["depth"].unique()):
+        at_depth = results[results["depth"] == depth]
+        if reference not in set(at_depth["initialisation"]):
+            continue
+        for other in sorted(set(at_depth["initialisation"]) - {reference}):
+            tables.append(paired_margins(results, reference, other, depth))
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+
+
 def training_sizes(n_max: int, steps: int = 11) -> list[int]:
     """The paper's training sizes: round(n_max ** (k / steps)), k = 0..steps, without
     repeats (69620 gives 1, 3, 8, 21, 58, 159, 438, 1207, 3327, 9167, 25263, 69620)."""

@@ -114,6 +114,12 @@ rule finetune_results:
             category="Fine-tuning",
             subcategory="Table",
         ),
+        margins=report(
+            f"{RESULTS}/finetune/margins.csv",
+            caption="../report/finetune_margins.rst",
+            category="Fine-tuning",
+            subcategory="Margins of multi",
+        ),
     params:
         left_out=FINETUNE_INITS_LEFT_OUT,
     threads: 1

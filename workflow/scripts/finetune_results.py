@@ -8,7 +8,7 @@ import json  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from morphtools.finetune import summarise  # noqa: E402
+from morphtools.finetune import margins_over_others, summarise  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import write_csv  # noqa: E402
 
@@ -24,4 +24,7 @@ summary = pd.concat([summary, left_out], ignore_index=True) if len(left_out) els
 summary = summary.astype({"train_size": "Int64", "repeats": "Int64", "rings_available": "Int64"})
 write_csv(results, snakemake.output.results)
 write_csv(summary, snakemake.output.summary)
+margins = margins_over_others(results, reference="multi")
+write_csv(margins, snakemake.output.margins)
 log.info("\n%s", summary.to_string(index=False))
+log.info("multi's paired margins:\n%s", margins.to_string(index=False))
