@@ -42,6 +42,7 @@ import pandas as pd
 
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
+from .labels import labels_by_galaxy  # noqa: F401  (re-exported: part of this module's API)
 from .model import REPRESENTATION_DIM, _keras
 from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded, record_epoch
 
@@ -107,25 +108,6 @@ def ring_dataset(predicted: pd.DataFrame, labels: pd.DataFrame, fraction_column:
     out = pd.DataFrame({"galaxy_id": table["galaxy_id"][keep].to_numpy(),
                         "ring_fraction": fraction[keep], "label": ring[keep].astype(np.int8)})
     return out, summary
-
-
-def labels_by_galaxy(catalogue: pd.DataFrame, labels: pd.DataFrame | None, join_on: str,
-                     columns: list[str]) -> pd.DataFrame:
-    """``galaxy_id`` and ``columns``: from the catalogue itself when ``labels`` is None,
-    else from ``labels`` joined to the catalogue on ``join_on`` (e.g. ``iauname``)."""
-    cat = catalogue.assign(galaxy_id=catalogue["galaxy_id"].astype(str))
-    if labels is None:
-        missing = [c for c in columns if c not in cat.columns]
-        if missing:
-            raise KeyError(f"the catalogue has no column(s) {missing}")
-        return cat[["galaxy_id", *columns]]
-    missing = [c for c in [join_on, *columns] if c not in labels.columns]
-    if missing:
-        raise KeyError(f"the labels table has no column(s) {missing}")
-    if join_on not in cat.columns:
-        raise KeyError(f"the catalogue has no column {join_on!r} to join the labels on")
-    joined = labels.drop_duplicates(join_on).set_index(join_on)[columns]
-    return cat[["galaxy_id", join_on]].join(joined, on=join_on)[["galaxy_id", *columns]]
 
 
 # --- splits ------------------------------------------------------------------------------------

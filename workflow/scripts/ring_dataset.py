@@ -9,7 +9,8 @@ import json  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from morphtools.embedding import read_embeddings  # noqa: E402
-from morphtools.finetune import RingCuts, SplitRules, labels_by_galaxy, max_train_size, ring_dataset  # noqa: E402
+from morphtools.finetune import RingCuts, SplitRules, max_train_size, ring_dataset  # noqa: E402
+from morphtools.labels import labels_by_galaxy  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import atomic_path, write_csv  # noqa: E402
 

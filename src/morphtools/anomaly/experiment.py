@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from ..decision_tree import NOT_EDGE_ON_FRACTION as FACE_ON_COLUMN
+from ..labels import labels_by_galaxy
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,12 @@ def build_experiment_table(spec: ExperimentSpec, catalogue: pd.DataFrame, repres
     is the table holding ``spec.fraction`` when it is not in the catalogue.
     """
     ids = pd.Index([str(g) for g in representation_ids], name="galaxy_id")
-    cat = catalogue.copy()
-    cat["galaxy_id"] = cat["galaxy_id"].astype(str)
-    cat = cat.set_index("galaxy_id")
-    if labels is not None:
-        cols = [c for c in (spec.fraction, spec.votes) if c]
-        missing = [c for c in cols + [spec.join_on] if c not in labels.columns]
-        if missing:
-            raise KeyError(f"experiment {spec.name}: labels table has no column(s) {missing}")
-        joined = labels.drop_duplicates(spec.join_on).set_index(spec.join_on)[cols]
-        cat = cat.drop(columns=[c for c in cols if c in cat.columns]).join(joined, on=spec.join_on)
-    for col in [c for c in (spec.fraction, spec.votes) if c]:
-        if col not in cat.columns:
-            raise KeyError(f"experiment {spec.name}: no column {col!r} in the {spec.survey} catalogue")
+    cols = [c for c in (spec.fraction, spec.votes) if c]
+    try:
+        cat = labels_by_galaxy(catalogue, labels, spec.join_on, cols).set_index("galaxy_id")
+    except KeyError as err:
+        where = "its labels table" if labels is not None else f"the {spec.survey} catalogue"
+        raise KeyError(f"experiment {spec.name} ({where}): {err.args[0]}") from err
     summary = {"experiment": spec.name, "survey": spec.survey, "with_representation": len(ids)}
     table = pd.DataFrame(index=ids)
     table["fraction"] = cat[spec.fraction].reindex(ids).to_numpy(float)

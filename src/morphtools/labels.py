@@ -1,0 +1,26 @@
+"""Labels that live outside the catalogue (a vote table of another project, a user's own
+ratings) joined onto it by a shared column, e.g. the ring votes of GZ DECaLS' rare-features
+question, which the fine-tuning and anomaly experiments read by ``iauname``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def labels_by_galaxy(catalogue: pd.DataFrame, labels: pd.DataFrame | None, join_on: str,
+                     columns: list[str]) -> pd.DataFrame:
+    """``galaxy_id`` and ``columns``: from the catalogue itself when ``labels`` is None,
+    else from ``labels`` joined to the catalogue on ``join_on`` (e.g. ``iauname``)."""
+    cat = catalogue.assign(galaxy_id=catalogue["galaxy_id"].astype(str))
+    if labels is None:
+        missing = [c for c in columns if c not in cat.columns]
+        if missing:
+            raise KeyError(f"the catalogue has no column(s) {missing}")
+        return cat[["galaxy_id", *columns]]
+    missing = [c for c in [join_on, *columns] if c not in labels.columns]
+    if missing:
+        raise KeyError(f"the labels table has no column(s) {missing}")
+    if join_on not in cat.columns:
+        raise KeyError(f"the catalogue has no column {join_on!r} to join the labels on")
+    joined = labels.drop_duplicates(join_on).set_index(join_on)[columns]
+    return cat[["galaxy_id", join_on]].join(joined, on=join_on)[["galaxy_id", *columns]]
