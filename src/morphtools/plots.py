@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -181,6 +182,11 @@ def _accuracy_lines(ax, results, group_column: str, x_column: str, order=None, s
         ax.fill_between(xs, means["mean"] - std, means["mean"] + std, color=line.get_color(), alpha=0.15)
         ax.scatter(sub[x_column], sub["test_accuracy"], s=6, color=line.get_color(), alpha=0.5)
     ax.set_xscale("log")
+    # label the sizes that were run, not the log axis' crowded minor ticks
+    sizes = np.unique(results[x_column].to_numpy(float))
+    if len(sizes):
+        ax.set_xticks(sizes, [f"{x:g}" for x in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axhline(0.5, color="0.6", ls=":", lw=1)
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0.3, 1.02)
