@@ -42,7 +42,6 @@ import pandas as pd
 
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
-from .labels import labels_by_galaxy  # noqa: F401  (re-exported: part of this module's API)
 from .model import REPRESENTATION_DIM, _keras
 from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded, record_epoch
 
