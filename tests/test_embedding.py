@@ -49,3 +49,34 @@ def test_merge_concatenates_in_shard_order_and_refuses_mixed_models(tmp_path):
         merge_embeddings(paths, tmp_path / "bad.h5")
     with pytest.raises(KeyError, match="no dataset 'nope'"):
         read_embeddings(merged, ("nope",))
+
+
+def test_predict_centre_crops_matches_direct_calls_for_every_output_and_empty_input():
+    import keras
+
+    from morphtools.pretraining import centre_crop, model_input, predict_centre_crops
+
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(3)(flat), keras.layers.Dense(2)(flat)])
+    images = np.random.default_rng(0).integers(0, 256, (7, 12, 12), dtype=np.uint8)
+    seen = []
+
+    class Bar:
+        def __init__(self, total, desc, unit):
+            seen.append(total)
+
+        def update(self, n):
+            seen.append(n)
+
+        def close(self):
+            pass
+
+    first, second = predict_centre_crops(model, images, 8, batch_size=3, progress=Bar)
+    direct = model.predict_on_batch(model_input(centre_crop(images, 8)))
+    assert first.shape == (7, 3) and second.shape == (7, 2) and first.dtype == np.float32
+    np.testing.assert_allclose(first, direct[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(second, direct[1], rtol=1e-5, atol=1e-6)
+    assert seen == [7, 3, 3, 1]
+    empty = predict_centre_crops(model, images[:0], 8, batch_size=3)
+    assert [e.shape for e in empty] == [(0, 3), (0, 2)]

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from .model import REPRESENTATION_DIM, ModelSpec, expected_vote_fractions
-from .pretraining import centre_crop, model_input, predict_padded
+from .pretraining import predict_centre_crops
 from .storage import atomic_path, decode_ids
 
 EMBEDDING_DATASETS = ("galaxy_id", "representation", "predicted_fractions")
@@ -27,20 +27,8 @@ EMBEDDING_DATASETS = ("galaxy_id", "representation", "predicted_fractions")
 def embed_images(embedder, images: np.ndarray, spec: ModelSpec, batch_size: int = 128, progress=None):
     """(n, r, r) uint8 images -> (representation (n, 1280) float32, fractions (n, n_answers)
     float32), centre-cropped to ``spec.crop_size`` in batches."""
-    n = len(images)
-    reps = np.empty((n, REPRESENTATION_DIM), np.float32)
-    fractions = np.empty((n, spec.n_answers), np.float32)
-    bar = progress(total=n, desc="embedding", unit="galaxy") if progress else None
-    for start in range(0, n, batch_size):
-        batch = model_input(centre_crop(images[start:start + batch_size], spec.crop_size))
-        rep, conc = predict_padded(embedder, batch, batch_size)
-        reps[start:start + len(batch)] = np.asarray(rep, np.float32)
-        fractions[start:start + len(batch)] = expected_vote_fractions(np.asarray(conc), spec)
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
-    return reps, fractions
+    reps, concentrations = predict_centre_crops(embedder, images, spec.crop_size, batch_size, progress, "embedding")
+    return reps, expected_vote_fractions(concentrations, spec)
 
 
 def write_embeddings(path, galaxy_ids, representation, fractions, attrs: dict, shard=None,

@@ -43,7 +43,15 @@ import pandas as pd
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
 from .model import REPRESENTATION_DIM, _keras
-from .pretraining import Checkpoint, augment, centre_crop, model_input, predict_padded, record_epoch
+from .pretraining import (
+    Checkpoint,
+    augment,
+    centre_crop,
+    model_input,
+    predict_centre_crops,
+    predict_padded,
+    record_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -508,16 +516,8 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
 
 def base_representations(base, images: np.ndarray, crop: int, batch_size: int = 128, progress=None) -> np.ndarray:
     """(n, r, r) uint8 -> (n, 1280) float32 pooled representations of the centre crops."""
-    out = np.empty((len(images), REPRESENTATION_DIM), np.float32)
-    bar = progress(total=len(images), desc="representations", unit="galaxy") if progress else None
-    for start in range(0, len(images), batch_size):
-        x = model_input(centre_crop(images[start:start + batch_size], crop))
-        out[start:start + len(x)] = predict_padded(base, x, batch_size)
-        if bar is not None:
-            bar.update(len(x))
-    if bar is not None:
-        bar.close()
-    return out
+    (representations,) = predict_centre_crops(base, images, crop, batch_size, progress, "representations")
+    return representations
 
 
 def write_features(path, galaxy_ids, features: np.ndarray, attrs: dict) -> None:

@@ -353,6 +353,31 @@ def predict_padded(model, x: np.ndarray, batch_size: int):
     return np.asarray(out)[:n]
 
 
+def predict_centre_crops(model, images, crop: int, batch_size: int = 128, progress=None,
+                         desc: str = "predicting") -> list[np.ndarray]:
+    """Run ``model`` (inference mode) on the centre ``crop`` px crops of (n, r, r) uint8
+    ``images`` (an array, or anything sliced like one) in batches of ``batch_size``, with a
+    progress bar when ``progress`` (a tqdm-like factory) is given. Returns one float32
+    array per model output, each (n, ...), in the images' order."""
+    n = len(images)
+    outputs = None
+    bar = progress(total=n, desc=desc, unit="galaxy") if progress else None
+    # one (padded) batch even when n == 0, so the outputs' shapes are known
+    for start in range(0, max(n, 1), batch_size):
+        x = model_input(centre_crop(np.asarray(images[start:start + batch_size]), crop))
+        out = predict_padded(model, x, batch_size)
+        out = list(out) if isinstance(out, list) else [out]
+        if outputs is None:
+            outputs = [np.empty((n, *o.shape[1:]), np.float32) for o in out]
+        for target, values in zip(outputs, out, strict=True):
+            target[start:start + len(x)] = values
+        if bar is not None:
+            bar.update(len(x))
+    if bar is not None:
+        bar.close()
+    return outputs
+
+
 def validation_loss(model, batches: VoteBatches, spec: ModelSpec) -> float:
     """Mean per-galaxy Dirichlet-multinomial NLL on centre crops (dropout off), computed in
     float64 from the predicted concentrations."""
