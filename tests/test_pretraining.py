@@ -245,3 +245,31 @@ def test_batchnorm_rows_are_a_seeded_sorted_sample():
     assert len(a) == 30 and len(set(a)) == 30 and np.all(np.diff(a) > 0) and set(a) <= set(rows)
     assert not np.array_equal(a, batchnorm_rows(rows, 30, seed=1, epoch=3))
     assert len(batchnorm_rows(rows[:10], 30, seed=1, epoch=0)) == 10
+
+
+def test_batchnorm_statistics_pass_is_reused_and_depends_only_on_its_own_batches():
+    """The compiled pass is traced once per model; a second recomputation (after dropout
+    and momentum were restored) still sees dropout off and forgets the first batches."""
+    import keras
+
+    from morphtools.pretraining import recompute_batchnorm_statistics
+
+    inputs = keras.Input((3,))
+    dropped = keras.layers.Dropout(0.9)(inputs)
+    hidden = keras.layers.Dense(3, kernel_initializer="identity", use_bias=False)(dropped)
+    normed = keras.layers.BatchNormalization(momentum=0.9, name="bn")(hidden)
+    model = keras.Model(inputs, normed)
+    rng = np.random.default_rng(1)
+    first = [rng.normal(-5.0, 1.0, (8, 3)).astype(np.float32) for _ in range(3)]
+    second = [rng.normal(4.0, 3.0, (8, 3)).astype(np.float32) for _ in range(4)] + [
+        rng.normal(4.0, 3.0, (5, 3)).astype(np.float32)]  # a short last batch
+    recompute_batchnorm_statistics(model, first)
+    forward = model._morphtools_statistics_forward
+    assert recompute_batchnorm_statistics(model, second) == 5
+    assert model._morphtools_statistics_forward is forward
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean([b.mean(0) for b in second], 0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), np.mean([b.var(0) for b in second], 0), rtol=1e-4)
+    assert bn.momentum == 0.9 and model.layers[1].rate == 0.9
+    assert recompute_batchnorm_statistics(model, []) == 0  # nothing to average: unchanged
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean([b.mean(0) for b in second], 0), rtol=1e-5)
