@@ -194,15 +194,21 @@ def test_a_killed_job_resumes_at_the_epoch_it_reached(tmp_path):
         _tiny_job(tmp_path, "top", progress=kill_in_second_stage)
     resumed = []
     metrics, history = _tiny_job(tmp_path, "top", progress=lambda e, m, v: resumed.append(e))
-    # the head stage was finished; fine-tuning goes on from its second epoch's checkpoint
-    assert resumed == [3] and metrics["finetune_epochs"] == 3
+    # the head on cached representations (milliseconds an epoch, no files) is trained
+    # again; fine-tuning goes on from its second epoch's checkpoint
+    assert resumed == [1, 2, 3, 3] and metrics["finetune_epochs"] == 3
     assert history["epoch"].tolist() == [1, 2, 3, 1, 2, 3]
 
 
 def test_frozen_depth_trains_the_head_only(tmp_path):
-    metrics, history = _tiny_job(tmp_path, "frozen")
+    metrics, history = _tiny_job(tmp_path, "frozen", epochs_cap=12)
     assert set(history["stage"]) == {"head"} and metrics["finetune_epochs"] == 0
     assert metrics["test_accuracy"] == metrics["frozen_test_accuracy"]
+    # the best epoch's weights, kept in memory (no checkpoint files for the cached head)
+    best = history.loc[history["val_loss"].idxmin()]
+    assert metrics["head_best_epoch"] == best["epoch"]
+    assert metrics["frozen_validation_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_head_can_train_through_the_frozen_base_on_augmented_images(tmp_path):

@@ -357,22 +357,30 @@ def _predict(model, x: np.ndarray, batch_size: int) -> np.ndarray:
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0, 1))
 
 
-def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, patience: int, checkpoint: Checkpoint,
-                 stage: str, seed: int, progress=None, logger=None) -> dict:
-    """Epochs of ``train_on_batch`` with early stopping on the validation loss; resumes
-    from ``checkpoint``; leaves ``model`` holding the best validation weights. Returns the
-    stage's state (epochs run, best epoch and loss, history)."""
+def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, patience: int,
+                 checkpoint: Checkpoint | None, stage: str, seed: int, progress=None, logger=None) -> dict:
+    """Epochs of ``train_on_batch`` with early stopping on the validation loss; leaves
+    ``model`` holding the best validation weights. Returns the stage's state (epochs run,
+    best epoch and loss, history).
+
+    With a ``checkpoint``, each epoch's weights and the state are written to disk and a
+    rerun resumes from them. With None the best weights are kept in memory: for the head
+    on cached representations, whose epochs take milliseconds, so that writing two files
+    per epoch would be most of the job and a killed job loses seconds."""
     keras = _keras()
-    # weights only (the optimiser's moments restart on resume): a stage is minutes long
-    last = checkpoint.last = checkpoint.folder / "last.weights.h5"
-    state = checkpoint.load_state()
+    state = None
+    if checkpoint is not None:
+        # weights only (the optimiser's moments restart on resume): a stage is minutes long
+        checkpoint.last = checkpoint.folder / "last.weights.h5"
+        state = checkpoint.load_state()
     if state is not None and state.get("stage") == stage:
-        model.load_weights(last)
+        model.load_weights(checkpoint.last)
         if logger:
             logger.info("%s: resuming after epoch %d", stage, state["epochs_done"])
     else:
         state = {"stage": stage, "epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
                  "history": []}
+    best_weights = None
     while state["epochs_done"] < max_epochs and state["wait"] < patience:
         epoch = state["epochs_done"]
         keras.utils.set_random_seed((seed * 7919 + epoch) % 2**32)
@@ -389,13 +397,22 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
         row = {"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
                "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
                "images_per_second": seen / seconds if seconds > 0 else float("nan")}
-        record_epoch(state, row, val_loss, model, checkpoint)
-        checkpoint.save_model(model, last)
-        checkpoint.save_state(state)
+        if checkpoint is not None:
+            record_epoch(state, row, val_loss, model, checkpoint)
+            checkpoint.save_model(model, checkpoint.last)
+            checkpoint.save_state(state)
+        else:
+            improved = val_loss < state["best_val_loss"]
+            record_epoch(state, row, val_loss, model, None)
+            if improved:
+                best_weights = model.get_weights()
         if progress is not None:
             progress(epoch + 1, max_epochs, val_loss)
     if state["best_epoch"]:
-        model.load_weights(checkpoint.best)
+        if checkpoint is not None:
+            model.load_weights(checkpoint.best)
+        else:
+            model.set_weights(best_weights)
     if logger:
         logger.info("%s: %d epochs (limit %d, patience %d), best validation loss %.4f at epoch %d", stage,
                     state["epochs_done"], max_epochs, patience, state["best_val_loss"], state["best_epoch"])
@@ -482,8 +499,9 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
         model.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
         head_batches, head_eval, head_model = image_batches, image_eval, model
 
+    head_checkpoint = None if cached else Checkpoint(folder / "head", fingerprint)
     head_state = _train_stage(head_model, head_batches, head_eval, head_max_epochs, head_patience,
-                              Checkpoint(folder / "head", fingerprint), "head", seed, progress, logger)
+                              head_checkpoint, "head", seed, progress, logger)
     metrics = {"train_size": train_size, "train_rings": int(y[sel["train"]].sum()),
                "validation_size": len(sel["validation"]), "test_size": len(sel["test"]),
                "max_epochs": max_epochs, "patience": patience, "head_max_epochs": head_max_epochs,

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .decision_tree import DECALS_DR5, DECALS_QUESTIONS
+
+log = logging.getLogger(__name__)
 
 REPRESENTATION_LAYER = "avg_pool"  # EfficientNetB0's global average pool: 1280-d
 REPRESENTATION_DIM = 1280
@@ -290,6 +293,28 @@ def accelerator() -> str:
     except Exception:  # a broken driver means we run on the CPU, not that we stop
         return "cpu"
     return "cpu"
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Let the Keras backend's CPU operations use at most ``threads`` threads (a Snakemake
+    job's ``threads``), so that jobs run side by side, or a cluster job given a few of a
+    node's cores, do not oversubscribe the cores. Call before the first model is built.
+    TensorFlow and torch are limited; JAX reads its thread count from ``XLA_FLAGS`` at
+    start-up only, and on a GPU the point is moot."""
+    threads = max(1, int(threads))
+    backend = _keras().config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError as error:  # TensorFlow already started: too late, not fatal
+            log.warning("could not limit TensorFlow to %d threads: %s", threads, error)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def use_mixed_precision_if_gpu() -> str:

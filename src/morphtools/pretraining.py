@@ -276,14 +276,16 @@ class Checkpoint:
         os.replace(tmp, path)
 
 
-def record_epoch(state: dict, row: dict, val_loss: float, model, checkpoint: Checkpoint) -> None:
+def record_epoch(state: dict, row: dict, val_loss: float, model, checkpoint: Checkpoint | None) -> None:
     """Early-stopping book-keeping after one epoch: append ``row`` to the history; if the
-    validation loss is the best so far, save the weights as the checkpoint's best and reset
-    the patience counter, else count one more epoch without improvement."""
+    validation loss is the best so far, save the weights as the checkpoint's best (unless
+    ``checkpoint`` is None: the caller keeps them) and reset the patience counter, else
+    count one more epoch without improvement."""
     state["history"].append(row)
     if val_loss < state["best_val_loss"]:
         state.update(best_val_loss=val_loss, best_epoch=row["epoch"], wait=0)
-        checkpoint.save_model(model, checkpoint.best)
+        if checkpoint is not None:
+            checkpoint.save_model(model, checkpoint.best)
     else:
         state["wait"] += 1
     state["epochs_done"] = row["epoch"]

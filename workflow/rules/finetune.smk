@@ -82,7 +82,9 @@ rule finetune_run:
         seed=config["seed"],
         # kept when the job fails or is killed, so a rerun resumes; removed when it finishes
         checkpoint_dir=f"{RESULTS}/finetune/checkpoints/{{init}}/{{depth}}/n{{size}}/repeat_{{repeat}}",
-    threads: 8  # capped at --cores by Snakemake; the framework uses what it is given
+    # the frozen-base head trains on cached representations in seconds: one thread, so such
+    # jobs run side by side; through the base, every core (capped at --cores)
+    threads: lambda wildcards: 1 if wildcards.depth == "frozen" else 8
     resources:
         gpu=config["gpus"],
         mem_mb=6000,

@@ -50,7 +50,7 @@ rule embed:
         crop_to=config["preprocessing"]["crop_to"],
         dropout=PRETRAINING["dropout"],
         batch_size=config["embedding"]["batch_size"],
-    threads: 8  # capped at --cores by Snakemake; the framework uses what it is given
+    threads: config["embedding"]["threads"]
     resources:
         gpu=config["gpus"],
         mem_mb=6000,

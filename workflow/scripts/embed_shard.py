@@ -6,6 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 from morphtools.embedding import embed_shard  # noqa: E402
 from morphtools.model import (  # noqa: E402
+    limit_cpu_threads,
     ModelSpec,
     embedding_model,
     file_sha256,
@@ -17,6 +18,7 @@ from morphtools.scripting import log_to  # noqa: E402
 
 survey, shard = snakemake.wildcards.survey, int(snakemake.wildcards.shard)
 log = log_to(snakemake.log[0], f"embed.{survey}.shard_{shard}")
+limit_cpu_threads(snakemake.threads)
 device = use_mixed_precision_if_gpu()
 spec = ModelSpec(crop_size=snakemake.params.crop_to, questions=tuple(snakemake.params.questions),
                  dropout=snakemake.params.dropout)

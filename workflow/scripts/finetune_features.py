@@ -8,12 +8,13 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 import pandas as pd  # noqa: E402
 
 from morphtools.finetune import base_representations, build_base, read_images, write_features  # noqa: E402
-from morphtools.model import file_sha256, use_mixed_precision_if_gpu  # noqa: E402
+from morphtools.model import file_sha256, limit_cpu_threads, use_mixed_precision_if_gpu  # noqa: E402
 from morphtools.progress import progress_counter  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 
 init = snakemake.wildcards.init
 log = log_to(snakemake.log[0], f"finetune_features.{init}")
+limit_cpu_threads(snakemake.threads)
 device = use_mixed_precision_if_gpu()
 weights = snakemake.input.weights[0] if snakemake.input.weights else None
 crop = snakemake.params.crop_to

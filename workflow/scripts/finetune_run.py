@@ -21,13 +21,14 @@ from morphtools.finetune import (  # noqa: E402
     read_images,
     split_seed,
 )
-from morphtools.model import use_mixed_precision_if_gpu  # noqa: E402
+from morphtools.model import limit_cpu_threads, use_mixed_precision_if_gpu  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
 from morphtools.storage import atomic_path, write_csv  # noqa: E402
 
 w = snakemake.wildcards
 init, depth, size, repeat = w.init, w.depth, int(w.size), int(w.repeat)
 log = log_to(snakemake.log[0], f"finetune.{init}.{depth}.n{size}.repeat_{repeat}")
+limit_cpu_threads(snakemake.threads)
 device = use_mixed_precision_if_gpu()
 started = time.perf_counter()
 rings = pd.read_csv(snakemake.input.rings, dtype={"galaxy_id": str})

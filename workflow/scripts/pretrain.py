@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 import pandas as pd  # noqa: E402
 
-from morphtools.model import ModelSpec, use_mixed_precision_if_gpu  # noqa: E402
+from morphtools.model import ModelSpec, limit_cpu_threads, use_mixed_precision_if_gpu  # noqa: E402
 from morphtools.pretraining import ImageStore, TrainingParams, pretrain, vote_counts  # noqa: E402
 from morphtools.progress import progress_counter  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
@@ -15,6 +15,7 @@ from morphtools.storage import atomic_path, write_csv  # noqa: E402
 variant = snakemake.wildcards.variant
 log = log_to(snakemake.log[0], f"pretrain.{variant}")
 cfg = snakemake.params.training
+limit_cpu_threads(snakemake.threads)
 device = use_mixed_precision_if_gpu()
 log.info("variant %s answers %s; device %s", variant, snakemake.params.questions, device)
 spec = ModelSpec(crop_size=snakemake.params.crop_to, questions=tuple(snakemake.params.questions),
