@@ -273,3 +273,52 @@ def test_batchnorm_statistics_pass_is_reused_and_depends_only_on_its_own_batches
     assert bn.momentum == 0.9 and model.layers[1].rate == 0.9
     assert recompute_batchnorm_statistics(model, []) == 0  # nothing to average: unchanged
     np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean([b.mean(0) for b in second], 0), rtol=1e-5)
+
+
+def test_seed_dropout_repeats_an_epochs_masks_without_retracing_the_training_step():
+    import keras
+
+    from morphtools.pretraining import seed_dropout
+
+    inner_in = keras.Input((16,))
+    inner = keras.Model(inner_in, keras.layers.Dropout(0.5)(inner_in), name="inner")
+    traces = []
+
+    class CountTraces(keras.layers.Layer):
+        """Python in a compiled step runs only while it is traced."""
+
+        def call(self, x):
+            traces.append(1)
+            return x
+
+    inputs = keras.Input((16,))
+    outputs = keras.layers.Dense(1)(CountTraces()(keras.layers.Dropout(0.3)(inner(inputs))))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 16), np.float32), np.zeros((8, 1), np.float32)
+
+    def masks():
+        return np.asarray(inner(x, training=True))
+
+    assert seed_dropout(model, 5) == 2  # the nested model's generator too
+    first = masks()
+    masks()  # the generator moves on
+    seed_dropout(model, 5)
+    np.testing.assert_array_equal(masks(), first)
+    seed_dropout(model, 6)
+    assert not np.array_equal(masks(), first)
+    if keras.config.backend() in ("tensorflow", "jax"):  # compiled training steps
+        model.train_on_batch(x, y)
+        traced = len(traces)
+        for epoch in range(3):
+            seed_dropout(model, epoch)
+            model.train_on_batch(x, y)
+        assert len(traces) == traced
+    if keras.config.backend() == "tensorflow":
+        # a new global seed clears TensorFlow's kernel caches: EfficientNetB0's training step
+        # then took 8 s to set up again, every epoch
+        from tensorflow.python.eager import context
+
+        keras.utils.set_random_seed(123)
+        seed_dropout(model, 7)
+        assert context.global_seed() == 123

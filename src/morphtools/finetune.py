@@ -45,12 +45,14 @@ from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
 from .model import REPRESENTATION_DIM, _keras
 from .pretraining import (
     Checkpoint,
+    all_layers,
     augment,
     centre_crop,
     model_input,
     predict_centre_crops,
     predict_padded,
     record_epoch,
+    seed_dropout,
 )
 
 log = logging.getLogger(__name__)
@@ -289,21 +291,12 @@ def set_unfrozen_depth(base, depth: str) -> int:
     order = ["top", "block7", "block6", "block5", "block4", "block3", "block2", "block1", "stem"]
     unfrozen = set() if depth == "frozen" else set(order) if depth == "all" else set(order[:order.index(depth) + 1])
     base.trainable = True
-    for layer in _all_layers(base):
+    for layer in all_layers(base):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
         elif layer.weights and not isinstance(layer, keras.Model):
             layer.trainable = _block_of(layer.name) in unfrozen
     return len(base.trainable_weights)
-
-
-def _all_layers(model):
-    keras = _keras()
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -367,7 +360,6 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
     rerun resumes from them. With None the best weights are kept in memory: for the head
     on cached representations, whose epochs take milliseconds, so that writing two files
     per epoch would be most of the job and a killed job loses seconds."""
-    keras = _keras()
     state = None
     if checkpoint is not None:
         # weights only (the optimiser's moments restart on resume): a stage is minutes long
@@ -383,7 +375,7 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
     best_weights = None
     while state["epochs_done"] < max_epochs and state["wait"] < patience:
         epoch = state["epochs_done"]
-        keras.utils.set_random_seed((seed * 7919 + epoch) % 2**32)
+        seed_dropout(model, seed * 7919 + epoch)
         t0 = time.perf_counter()
         losses, seen = [], 0
         for x, y in train_batches(epoch):
