@@ -25,6 +25,14 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
 root, config, workdir = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+def static(resource):
+    # a resource's value, or None where it is a function of the job (e.g. threads by wildcard)
+    try:
+        return resource.value
+    except (AttributeError, ValueError):
+        return None
+
+
 with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     wf = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[config]),
                       snakefile=root / "workflow" / "Snakefile", workdir=workdir)._workflow
@@ -43,9 +51,8 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "script": str((base / r.script).resolve()) if r.is_script else None,
             "kind": "script" if r.is_script else "shell" if r.is_shell else "run" if r.is_run else
                     "wrapper" if r.is_wrapper else "notebook" if r.is_notebook else "none",
-            "resources": {k: (v.value if hasattr(v, "value") else None) for k, v in r.resources.items()
-                          if not k.startswith("_") and k != "tmpdir"},
-            "threads": r.resources["_cores"].value if hasattr(r.resources["_cores"], "value") else None,
+            "resources": {k: static(v) for k, v in r.resources.items() if not k.startswith("_") and k != "tmpdir"},
+            "threads": static(r.resources["_cores"]),
         })
 print("RULES-JSON" + json.dumps(out))
 """

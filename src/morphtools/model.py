@@ -295,6 +295,49 @@ def accelerator() -> str:
     return "cpu"
 
 
+def training_forward(model):
+    """A function x -> None that runs ``model`` in training mode on x and leaves every
+    BatchNorm layer's moving statistics updated, compiled where the backend allows: a
+    ``tf.function`` on TensorFlow, ``jax.jit`` over ``stateless_call`` on JAX (both ~4x
+    faster than eager calls for EfficientNetB0 on a CPU); eager calls otherwise (torch).
+
+    The compiled graph bakes in the dropout rates and momenta in force at its first call,
+    so it must only be called as :func:`morphtools.pretraining.recompute_batchnorm_statistics`
+    does: dropout off, momentum 0. It is cached per model, since tracing EfficientNetB0 takes seconds."""
+    keras = _keras()
+
+    cached = getattr(model, "_morphtools_statistics_forward", None)
+    if cached is not None:
+        return cached
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda x: model(x, training=True), reduce_retracing=True)
+
+        def forward(x):
+            compiled(x)
+    elif backend == "jax":
+        import jax
+
+        @jax.jit
+        def compiled(trainable, non_trainable, x):
+            _, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+            return non_trainable
+
+        def forward(x):
+            updated = compiled([v.value for v in model.trainable_variables],
+                               [v.value for v in model.non_trainable_variables], x)
+            for variable, value in zip(model.non_trainable_variables, updated, strict=True):
+                variable.assign(value)
+    else:
+        def forward(x):
+            model(x, training=True)
+    # on the model itself (not a module-level cache), so it is freed with the model
+    model._morphtools_statistics_forward = forward
+    return forward
+
+
 def limit_cpu_threads(threads: int) -> None:
     """Let the Keras backend's CPU operations use at most ``threads`` threads (a Snakemake
     job's ``threads``), so that jobs run side by side, or a cluster job given a few of a
