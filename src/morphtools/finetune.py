@@ -389,15 +389,11 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
         row = {"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
                "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
                "images_per_second": seen / seconds if seconds > 0 else float("nan")}
+        if record_epoch(state, row, val_loss, model, checkpoint) and checkpoint is None:
+            best_weights = model.get_weights()
         if checkpoint is not None:
-            record_epoch(state, row, val_loss, model, checkpoint)
             checkpoint.save_model(model, checkpoint.last)
             checkpoint.save_state(state)
-        else:
-            improved = val_loss < state["best_val_loss"]
-            record_epoch(state, row, val_loss, model, None)
-            if improved:
-                best_weights = model.get_weights()
         if progress is not None:
             progress(epoch + 1, max_epochs, val_loss)
     if state["best_epoch"]:

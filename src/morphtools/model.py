@@ -305,7 +305,6 @@ def training_forward(model):
     so it must only be called as :func:`morphtools.pretraining.recompute_batchnorm_statistics`
     does: dropout off, momentum 0. It is cached per model, since tracing EfficientNetB0 takes seconds."""
     keras = _keras()
-
     cached = getattr(model, "_morphtools_statistics_forward", None)
     if cached is not None:
         return cached

@@ -276,19 +276,21 @@ class Checkpoint:
         os.replace(tmp, path)
 
 
-def record_epoch(state: dict, row: dict, val_loss: float, model, checkpoint: Checkpoint | None) -> None:
+def record_epoch(state: dict, row: dict, val_loss: float, model, checkpoint: Checkpoint | None) -> bool:
     """Early-stopping book-keeping after one epoch: append ``row`` to the history; if the
     validation loss is the best so far, save the weights as the checkpoint's best (unless
     ``checkpoint`` is None: the caller keeps them) and reset the patience counter, else
-    count one more epoch without improvement."""
+    count one more epoch without improvement. Returns whether this epoch was the best."""
     state["history"].append(row)
     if val_loss < state["best_val_loss"]:
         state.update(best_val_loss=val_loss, best_epoch=row["epoch"], wait=0)
         if checkpoint is not None:
             checkpoint.save_model(model, checkpoint.best)
-    else:
-        state["wait"] += 1
+        state["epochs_done"] = row["epoch"]
+        return True
+    state["wait"] += 1
     state["epochs_done"] = row["epoch"]
+    return False
 
 
 def recompute_batchnorm_statistics(model, batches) -> int:
@@ -356,9 +358,9 @@ def seed_dropout(model, seed: int) -> int:
     run was resumed. Returns the number of generators set.
 
     Why not ``keras.utils.set_random_seed``: Keras layers draw from their own generators,
-    which it does not reset; and on TensorFlow it changes the global seed, which is part of
-    ``tf.function``'s cache key, so every epoch retraced the training step (8 s for
-    EfficientNetB0 on this 2-core machine, every epoch of every job)."""
+    which it does not reset; and on TensorFlow a new global seed clears the kernel caches,
+    so the next training step set itself up again (8 s for EfficientNetB0 on this 2-core
+    machine, every epoch of every job)."""
     import keras
 
     generators, seen = [], set()
@@ -367,8 +369,10 @@ def seed_dropout(model, seed: int) -> int:
             if isinstance(generator, keras.random.SeedGenerator) and id(generator) not in seen:
                 seen.add(id(generator))
                 generators.append(generator)
-    streams = np.random.SeedSequence([int(seed) % 2**63]).generate_state(len(generators) or 1, np.uint32)
-    for generator, stream in zip(generators, streams, strict=False):
+    if not generators:
+        return 0
+    streams = np.random.SeedSequence([int(seed) % 2**63]).generate_state(len(generators), np.uint32)
+    for generator, stream in zip(generators, streams, strict=True):
         generator.state.assign(np.array([int(stream) >> 1, 0], dtype=generator.state.dtype))
     return len(generators)
 
