@@ -8,6 +8,7 @@ from morphtools.model import (
     REPRESENTATION_DIM,
     ModelSpec,
     build_model,
+    compile_with_adam,
     dirichlet_multinomial_log_prob_numpy,
     dirichlet_multinomial_nll,
     embedding_model,
@@ -84,3 +85,46 @@ def test_weights_round_trip_and_mismatched_file_is_named(tmp_path):
     assert len(file_sha256(path)) == 64
     with pytest.raises(ValueError, match="m.weights.h5"):
         load_trained(path, ModelSpec(crop_size=32))  # 34 answers, file has 3
+
+
+def _small_net(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1)(hidden))
+
+
+def test_optimizer_slots_exist_before_the_first_step_and_training_is_unchanged():
+    import keras
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(16, 6)).astype(np.float32), rng.normal(size=(16, 1)).astype(np.float32)
+    eager = compile_with_adam(_small_net(5), 1e-2, "mse")
+    n_slots = len(eager.optimizer.variables)
+    # Adam: iterations and learning rate, then a first and a second moment per weight tensor
+    assert n_slots == 2 + 2 * len(eager.trainable_variables)
+    lazy = _small_net(5)
+    lazy.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    created_in_step = []
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def record(next_creator, **kwargs):
+            created_in_step.append(kwargs.get("name"))
+            return next_creator(**kwargs)
+
+        with tf.variable_creator_scope(record):
+            eager.train_on_batch(x, y)
+    else:
+        eager.train_on_batch(x, y)
+    # nothing created inside the traced step: TensorFlow traces it once, not twice
+    assert created_in_step == [] and len(eager.optimizer.variables) == n_slots
+    for _ in range(2):
+        eager.train_on_batch(x, y)
+    for _ in range(3):
+        lazy.train_on_batch(x, y)
+    for a, b in zip(eager.get_weights(), lazy.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(eager.get_weights()[0], _small_net(5).get_weights()[0])  # it did train

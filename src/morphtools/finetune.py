@@ -42,7 +42,7 @@ import pandas as pd
 
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
-from .model import REPRESENTATION_DIM, _keras
+from .model import REPRESENTATION_DIM, _keras, compile_with_adam
 from .pretraining import (
     Checkpoint,
     all_layers,
@@ -431,7 +431,6 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
 
     Returns (metrics: test and validation loss and accuracy of the best checkpoint, epochs
     of each stage; history: one row per epoch and stage)."""
-    keras = _keras()
     if head_from not in ("features", "images"):
         raise ValueError(f"head_from must be 'features' or 'images', not {head_from!r}")
     split = data.split.reset_index(drop=True)
@@ -469,7 +468,7 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
 
     if head_from == "features":
         features = np.asarray(data.features, np.float32)
-        head.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
+        compile_with_adam(head, params.head_learning_rate, "binary_crossentropy")
 
         def head_batches(epoch):
             rng = np.random.default_rng([seed, 1, epoch])
@@ -484,7 +483,7 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
         head_model = head
     else:
         set_unfrozen_depth(base, "frozen")
-        model.compile(optimizer=keras.optimizers.Adam(params.head_learning_rate), loss="binary_crossentropy")
+        compile_with_adam(model, params.head_learning_rate, "binary_crossentropy")
         head_batches, head_eval, head_model = image_batches, image_eval, model
 
     head_checkpoint = None if cached else Checkpoint(folder / "head", fingerprint)
@@ -507,7 +506,7 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
 
     n_trainable = set_unfrozen_depth(base, depth)
     # a fresh optimiser at the fine-tuning rate, as W+22 recompile after unfreezing
-    model.compile(optimizer=keras.optimizers.Adam(params.finetune_learning_rate), loss="binary_crossentropy")
+    compile_with_adam(model, params.finetune_learning_rate, "binary_crossentropy")
     if logger:
         logger.info("unfrozen to %s: %d trainable weight tensors in the base", depth, n_trainable)
     tune_state = _train_stage(model, image_batches, image_eval, max_epochs, patience,
