@@ -170,6 +170,7 @@ def test_one_tiny_finetuning_job_end_to_end(tmp_path):
     assert metrics["train_size"] == 40 and metrics["validation_size"] == 4 and metrics["test_size"] == 8
     assert set(history["stage"]) == {"head", "finetune"}
     assert metrics["head_epochs"] == metrics["finetune_epochs"] == 3
+    assert (history["epoch_seconds"] > history["seconds"]).all()  # training, then validation
     assert 0 <= metrics["test_accuracy"] <= 1 and np.isfinite(metrics["test_loss"])
     # the head saw features in which rings stand out: it must beat chance on the balanced test set
     assert metrics["frozen_test_accuracy"] > 0.5

@@ -153,6 +153,9 @@ def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
     assert "resuming" in caplog.text and "after epoch 1" in caplog.text
     assert list(history["epoch"]) == [1, 2, 3]
     assert np.isfinite(history["val_loss"]).all()
+    # the epoch's wall time holds its training and BatchNorm passes, and more (validation, writes)
+    assert (history["epoch_seconds"] > history["seconds"] + history["batchnorm_seconds"]).all()
+    assert (history["batchnorm_seconds"] > 0).all() == (params.batchnorm_galaxies > 0)
     # raising the epoch limit continues; changing the data starts afresh
     _, longer = pretrain(store, counts, spec, TrainingParams(**{**params.__dict__, "epochs": 4}), ckpt)
     assert list(longer["epoch"]) == [1, 2, 3, 4] and longer["loss"].iloc[:3].tolist() == history["loss"].tolist()
@@ -322,3 +325,19 @@ def test_seed_dropout_repeats_an_epochs_masks_without_retracing_the_training_ste
         keras.utils.set_random_seed(123)
         seed_dropout(model, 7)
         assert context.global_seed() == 123
+
+
+def test_weights_checkpoint_round_trips_and_names_a_file_that_does_not_fit(tmp_path):
+    from morphtools.model import build_model
+
+    spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
+    model, other = build_model(spec, seed=1), build_model(spec, seed=2)
+    checkpoint = Checkpoint(tmp_path / "ckpt", "f")
+    checkpoint.save_model(model, checkpoint.best)
+    assert [p.name for p in checkpoint.folder.iterdir()] == ["best.weights.npz"]  # no temporary left
+    assert not np.allclose(np.asarray(other.trainable_weights[0]), np.asarray(model.trainable_weights[0]))
+    Checkpoint.load_weights(other, checkpoint.best)
+    for a, b in zip(other.weights, model.weights, strict=True):  # BatchNorm statistics included
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="best.weights.npz"):
+        Checkpoint.load_weights(build_model(ModelSpec(crop_size=32), seed=1), checkpoint.best)  # 34 answers

@@ -363,10 +363,10 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
     state = None
     if checkpoint is not None:
         # weights only (the optimiser's moments restart on resume): a stage is minutes long
-        checkpoint.last = checkpoint.folder / "last.weights.h5"
+        checkpoint.last = checkpoint.folder / "last.weights.npz"
         state = checkpoint.load_state()
     if state is not None and state.get("stage") == stage:
-        model.load_weights(checkpoint.last)
+        checkpoint.load_weights(model, checkpoint.last)
         if logger:
             logger.info("%s: resuming after epoch %d", stage, state["epochs_done"])
     else:
@@ -375,8 +375,8 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
     best_weights = None
     while state["epochs_done"] < max_epochs and state["wait"] < patience:
         epoch = state["epochs_done"]
-        seed_dropout(model, seed * 7919 + epoch)
         t0 = time.perf_counter()
+        seed_dropout(model, seed * 7919 + epoch)
         losses, seen = [], 0
         for x, y in train_batches(epoch):
             loss = float(np.ravel(model.train_on_batch(x, y))[0])
@@ -393,12 +393,15 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
             best_weights = model.get_weights()
         if checkpoint is not None:
             checkpoint.save_model(model, checkpoint.last)
+        # the whole epoch: training, validation, and the checkpoint writes
+        row["epoch_seconds"] = time.perf_counter() - t0
+        if checkpoint is not None:
             checkpoint.save_state(state)
         if progress is not None:
             progress(epoch + 1, max_epochs, val_loss)
     if state["best_epoch"]:
         if checkpoint is not None:
-            model.load_weights(checkpoint.best)
+            checkpoint.load_weights(model, checkpoint.best)
         else:
             model.set_weights(best_weights)
     if logger:
