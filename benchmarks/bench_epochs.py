@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -161,6 +162,8 @@ def main():
     result = {"backend": keras.config.backend(), "device": device,
               "machine": platform.processor() or platform.machine(), "stored_px": args.resize,
               "crop_px": args.crop, "pretraining": pretraining, "finetuning": finetuning}
+    # other work on the machine shifts the absolute figures (ratios within one run travel better)
+    result["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
     out = Path(args.out_dir) / f"epochs_{result['backend']}_{device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -348,3 +348,23 @@ def test_optional_imports_are_only_keras_backends(name):
     users = [p.relative_to(ROOT) for p in SRC.rglob("*.py")
              if re.search(rf"^\s*(import|from)\s+{name}\b", p.read_text(), re.M)]
     assert all(p.name == "model.py" for p in users), users
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "workflow/scripts").glob("*.py")), ids=lambda p: p.name)
+def test_scripts_import_the_package_of_their_own_checkout(script):
+    """Snakemake gives a script its directory as ``<workflow>/rules/../scripts``; the
+    script must put ``<checkout>/src`` first on the path before importing morphtools, so
+    that a second checkout (a test's copy, a user's fork) runs its own code, not that of
+    the checkout the virtual environment was installed from."""
+    from types import SimpleNamespace
+
+    tree = ast.parse(script.read_text())
+    inserts = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and ast.unparse(node.func) == "sys.path.insert"]
+    assert len(inserts) == 1, f"{script.name}: expected one sys.path.insert"
+    snakemake = SimpleNamespace(scriptdir=str(ROOT / "workflow" / "rules" / ".." / "scripts"))
+    added = eval(compile(ast.Expression(inserts[0].args[1]), str(script), "eval"), {"Path": Path, "str": str,
+                                                                                   "snakemake": snakemake})
+    assert Path(added) == ROOT.resolve() / "src", f"{script.name} puts {added} on the path"
+    first_import = min(node.lineno for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("morphtools"))
+    assert inserts[0].lineno < first_import

@@ -3,7 +3,7 @@ NSA-format table + GZ DECaLS votes (simulated or public), or a user's own table.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from morphtools.catalogue import SelectionCuts, build_decals_catalogue, build_user_catalogue  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from morphtools.catalogue import build_gz2_catalogue  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402

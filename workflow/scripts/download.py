@@ -3,7 +3,7 @@ check it against the published size and MD5."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from morphtools.downloads import RemoteFile, RetryPolicy, download_file, new_session, zenodo_record_files  # noqa: E402
 from morphtools.progress import progress_counter  # noqa: E402

@@ -3,7 +3,7 @@ DECaLS PNG zips), extracting only this shard's members."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from morphtools.archives import extract_shard_images, read_index  # noqa: E402
 from morphtools.catalogue import read_catalogue  # noqa: E402

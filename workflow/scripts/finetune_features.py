@@ -3,7 +3,7 @@ crops), cached for the frozen-base stage of every fine-tuning job."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 import pandas as pd  # noqa: E402
 

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from morphtools.archives import unpack_kaggle_gz2  # noqa: E402
 from morphtools.scripting import log_to  # noqa: E402
