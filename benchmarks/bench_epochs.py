@@ -22,14 +22,13 @@ Writes benchmarks/results/epochs_<backend>_<device>.json:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 
 
 def bare_epoch_seconds(model, x: np.ndarray, y: np.ndarray, steps: int, warmup: int = 2) -> float:
@@ -162,12 +161,7 @@ def main():
     result = {"backend": keras.config.backend(), "device": device,
               "machine": platform.processor() or platform.machine(), "stored_px": args.resize,
               "crop_px": args.crop, "pretraining": pretraining, "finetuning": finetuning}
-    # other work on the machine shifts the absolute figures (ratios within one run travel better)
-    result["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
-    out = Path(args.out_dir) / f"epochs_{result['backend']}_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out_dir, "epochs")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 
 
 def throughput(crop: int, resize: int, n: int, batch: int) -> dict:
@@ -150,12 +150,7 @@ def main():
                                                       args.batch, args.crop, args.seed)
     else:
         result["cached_vs_images"] = f"skipped: no {results}/finetune/features/multi.h5 (run the workflow first)"
-    # other work on the machine shifts the absolute figures (ratios within one run travel better)
-    result["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
-    out = Path(args.out_dir) / f"finetune_{result['backend']}_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "cached_vs_images"}, indent=1))
+    write_result(result, args.out_dir, "finetune", quiet_keys=("cached_vs_images",))
 
 
 if __name__ == "__main__":

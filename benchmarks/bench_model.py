@@ -16,13 +16,13 @@ Writes benchmarks/results/model_<backend>_<device>.json. Runs on whichever Keras
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_result
 
 
 def timed(fn, repeats=3):
@@ -103,10 +103,7 @@ def main():
             "pipeline_overhead_ratio": t_pipe_train / t_bare_train - 1.0, "batch_size": args.train_batch,
         },
     }
-    out = Path(args.out_dir) / f"model_{result['backend']}_{device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_result(result, args.out_dir, "model")
 
 
 if __name__ == "__main__":
