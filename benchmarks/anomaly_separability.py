@@ -1,0 +1,90 @@
+"""Diagnostic: how well does each feature set separate each experiment's anomalies at all?
+
+For every anomaly experiment of a finished run (``results/anomaly/<experiment>/``), a
+cross-validated, class-balanced logistic-regression probe on the standardised features the
+methods use (CNN: PCA-40 of the representation; ellipse: the 24 Astronomaly features)
+predicts the anomaly label; its ROC AUC and average precision say how separable the
+anomalies are in that space, independent of the active-learning loop (``anomaly_oracle.py``
+asks the converse: does the loop work when the features are good?). Also, for each survey,
+the ROC AUC with which the pretrained model's own predicted ``merging_merger`` fraction
+picks out the galaxies the simulation drew as mergers: whether the model recognises that
+survey's mergers at all (the GZ2-like survey is embedded with the DECaLS-trained model).
+
+Simulated survey only (it reads the hidden truth). Writes
+benchmarks/results/anomaly_separability.json:
+
+    .venv/bin/python benchmarks/anomaly_separability.py [--results results --resources resources]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.preprocessing import StandardScaler
+
+MERGER_ANSWER = "merging_merger_fraction"
+TRUTH = {"decals": ("decals/hidden/truth.csv", "iauname"), "gz2": ("gz2/hidden/truth.csv", "gz2_id")}
+
+
+def probe(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> dict:
+    """Out-of-fold ROC AUC and average precision of a balanced logistic probe (C = 0.1)."""
+    x = StandardScaler().fit_transform(features)
+    p = cross_val_predict(LogisticRegression(C=0.1, max_iter=5000, class_weight="balanced"), x, labels,
+                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")[:, 1]
+    return {"roc_auc": round(float(roc_auc_score(labels, p)), 3),
+            "average_precision": round(float(average_precision_score(labels, p)), 3)}
+
+
+def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
+    table, id_column = TRUTH[survey]
+    truth = pd.read_csv(resources / "simulated" / table, dtype={id_column: str}).set_index(id_column)
+    with h5py.File(results / survey / "representation.h5") as f:
+        ids = f["galaxy_id"][:].astype(str)
+        answers = [str(a) for a in f.attrs["answers"]]
+        predicted = f["predicted_fractions"][:, answers.index(MERGER_ANSWER)]
+    catalogue = pd.read_csv(results / survey / "catalogue.csv", dtype={"galaxy_id": str})
+    if survey == "decals":  # the catalogue's galaxy_id is the survey's; the truth is keyed by iauname
+        key = catalogue.set_index("galaxy_id")["iauname"].reindex(ids).to_numpy()
+    else:
+        key = ids
+    is_merger = (truth["morph_class"].reindex(key) == "merger").to_numpy()
+    return {"galaxies": len(ids), "mergers": int(is_merger.sum()),
+            "predicted_merger_fraction_roc_auc": round(float(roc_auc_score(is_merger, predicted)), 3)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--resources", default="resources")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "anomaly_separability.json"))
+    args = parser.parse_args()
+    results, resources = Path(args.results), Path(args.resources)
+    out = {"experiments": {}, "merger_recognition": {}}
+    for folder in sorted(p for p in (results / "anomaly").iterdir() if (p / "features.h5").exists()):
+        galaxies = pd.read_csv(folder / "galaxies.csv", dtype={"galaxy_id": str})
+        labels = galaxies["is_anomaly"].to_numpy(bool)
+        summary = json.loads((folder / "summary.json").read_text())
+        row = {"survey": summary["survey"], "galaxies": len(labels), "anomalies": int(labels.sum())}
+        with h5py.File(folder / "features.h5") as f:
+            for kind in ("cnn", "ellipse"):
+                row[kind] = probe(f[kind][:], labels)
+        out["experiments"][folder.name] = row
+        print(folder.name, row, flush=True)
+    for survey in TRUTH:
+        if (results / survey / "representation.h5").exists():
+            out["merger_recognition"][survey] = merger_recognition(results, resources, survey)
+            print(survey, out["merger_recognition"][survey], flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
