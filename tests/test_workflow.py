@@ -248,6 +248,22 @@ def dry_run_shards(workdir, rule, config="tiny.yaml"):
     return shards
 
 
+def test_adding_a_pretraining_variant_trains_only_that_variant(tiny_run, tmp_path):
+    """The pretrain rule's params hold the shared training settings, not the map of every
+    variant: a new variant must not retrain 'multi' (and with it everything downstream)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    config["pretraining"]["variants"]["bar"] = ["bar"]
+    path = tmp_path / "with_bar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = run_snakemake(tiny_run, "-n", config=str(path)).stdout
+    blocks = re.split(r"\n(?=(?:local)?rule |checkpoint )", out)
+    planned = [re.search(r"variant=([\w-]+)", b).group(1) for b in blocks if b.startswith("rule pretrain:")]
+    assert planned == ["bar"]
+    assert not any(b.startswith(("rule embed:", "rule pca:")) for b in blocks)
+
+
 def frozen_model_config(workdir):
     """tiny.yaml with the trained model given as a weights file, as a user who does not
     want to retrain on every catalogue change would set it."""

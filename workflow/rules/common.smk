@@ -40,6 +40,9 @@ CUTOUT_CACHE = (f"{RESOURCES}/cutouts/decals" if IMAGES == "simulated"
 
 PRETRAINING = config["pretraining"]
 VARIANTS = list(PRETRAINING["variants"])
+# the settings every model's training shares, as the pretrain rule's params: the variants
+# and weights maps name other models too, so adding a variant must not retrain the others
+TRAINING_SETTINGS = {k: v for k, v in PRETRAINING.items() if k not in ("variants", "weights")}
 EMBEDDING_MODEL = config["embedding"]["model"]
 PCA_DIMS = sorted(config["pca"]["components"])
 SIMILARITY = config["similarity"]

@@ -18,7 +18,7 @@ rule pretrain:
     params:
         questions=lambda wildcards: variant_questions(wildcards.variant),
         crop_to=config["preprocessing"]["crop_to"],
-        training=PRETRAINING,
+        training=TRAINING_SETTINGS,
         seed=config["seed"],
         catalogue_digest=catalogue_digest("decals"),
         # kept when the job fails or is killed, so a rerun resumes from the last epoch
