@@ -363,6 +363,21 @@ def test_paper_config_validates_and_plans_every_variant(tmp_path):
     assert "resources/public/zenodo/gz_decals_volunteers_5.csv" in proc.stdout
 
 
+@pytest.mark.parametrize("overlay, counts", [
+    # multi and scratch (no ImageNet file in the demo): frozen and all at 4 sizes, and frozen,
+    # top, block6, block4, all at 159, 3 repeats; the two grids share 12 jobs
+    ("finetune_sweep.yaml", {"finetune_run": 66, "finetune_features": 2, "pretrain": 1}),
+    # the default grid with smooth-or-featured beside multi and scratch
+    ("single_question.yaml", {"finetune_run": 42, "finetune_features": 3, "pretrain": 2}),
+])
+def test_overlay_configs_validate_and_plan_their_grids(tmp_path, overlay, counts):
+    """The config files given after config/config.yaml (a second --configfile)."""
+    proc = run_snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/config.yaml"),
+                         str(ROOT / "config" / overlay))
+    for job, count in counts.items():
+        assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), (job, count)
+
+
 def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
     import yaml
 
