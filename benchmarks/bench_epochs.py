@@ -22,13 +22,12 @@ Writes benchmarks/results/epochs_<backend>_<device>.json:
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from results_file import write_result
+from results_file import run_identity, write_result
 
 
 def bare_epoch_seconds(model, x: np.ndarray, y: np.ndarray, steps: int, warmup: int = 2) -> float:
@@ -148,19 +147,14 @@ def main():
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    import keras
-
-    from morphtools.model import use_mixed_precision_if_gpu
-
-    device = use_mixed_precision_if_gpu()
+    identity = run_identity()
     with tempfile.TemporaryDirectory() as tmp:
         pretraining = bench_pretraining(Path(tmp), args.galaxies, args.resize, args.crop, args.batch, args.epochs,
                                         args.batchnorm_galaxies)
         finetuning = bench_finetuning(Path(tmp), args.ring_pool, args.train_size, args.resize, args.crop,
                                       args.finetune_batch, args.epochs)
-    result = {"backend": keras.config.backend(), "device": device,
-              "machine": platform.processor() or platform.machine(), "stored_px": args.resize,
-              "crop_px": args.crop, "pretraining": pretraining, "finetuning": finetuning}
+    result = {**identity, "stored_px": args.resize, "crop_px": args.crop, "pretraining": pretraining,
+              "finetuning": finetuning}
     write_result(result, args.out_dir, "epochs")
 
 

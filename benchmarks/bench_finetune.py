@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from results_file import write_result
+from results_file import run_identity, write_result
 
 
 def throughput(crop: int, resize: int, n: int, batch: int) -> dict:
-    import keras
-
     from morphtools.finetune import build_base, build_finetune_model, build_head, set_unfrozen_depth
+    from morphtools.model import compile_with_adam
     from morphtools.pretraining import augment, model_input
 
     rng = np.random.default_rng(0)
@@ -57,7 +55,7 @@ def throughput(crop: int, resize: int, n: int, batch: int) -> dict:
                                     ("unfrozen_all", "all", epoch_images, model)):
         if depth:
             set_unfrozen_depth(base, depth)
-        target.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
+        compile_with_adam(target, 1e-4, "binary_crossentropy")  # as finetune() compiles
         fn()  # warm-up: traces the step
         t0 = time.perf_counter()
         fn()
@@ -134,14 +132,7 @@ def main():
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    import keras
-
-    from morphtools.model import use_mixed_precision_if_gpu
-
-    device = use_mixed_precision_if_gpu()
-    result = {"backend": keras.config.backend(), "device": device,
-              "machine": platform.processor() or platform.machine(), "crop_px": args.crop, "stored_px": args.resize,
-              "batch_size": args.batch,
+    result = {**run_identity(), "crop_px": args.crop, "stored_px": args.resize, "batch_size": args.batch,
               "throughput": throughput(args.crop, args.resize, args.galaxies, args.batch)}
     print(json.dumps(result["throughput"], indent=1), flush=True)
     results = Path(args.results)

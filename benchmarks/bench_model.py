@@ -16,13 +16,12 @@ Writes benchmarks/results/model_<backend>_<device>.json. Runs on whichever Keras
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from results_file import write_result
+from results_file import run_identity, write_result
 
 
 def timed(fn, repeats=3):
@@ -46,14 +45,13 @@ def main():
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
 
-    import keras
 
     from morphtools.embedding import embed_shard
-    from morphtools.model import ModelSpec, build_model, compile_model, embedding_model, use_mixed_precision_if_gpu
+    from morphtools.model import ModelSpec, build_model, compile_model, embedding_model
     from morphtools.pretraining import ImageStore, VoteBatches, centre_crop, model_input, train_one_epoch
     from morphtools.storage import write_crops_shard
 
-    device = use_mixed_precision_if_gpu()
+    identity = run_identity()
     rng = np.random.default_rng(0)
     n = args.galaxies
     images = rng.integers(0, 256, (n, args.resize, args.resize), dtype=np.uint8)
@@ -92,8 +90,7 @@ def main():
         t_bare_train, t_pipe_train = timed(bare_train, 2), timed(pipeline_train, 2)
 
     result = {
-        "backend": keras.config.backend(), "device": device, "machine": platform.processor() or platform.machine(),
-        "galaxies": n, "stored_px": args.resize, "crop_px": args.crop,
+        **identity, "galaxies": n, "stored_px": args.resize, "crop_px": args.crop,
         "embedding": {
             "bare_model_galaxies_per_s": n / t_bare, "pipeline_galaxies_per_s": n / t_pipe,
             "pipeline_overhead_ratio": t_pipe / t_bare - 1.0, "batch_size": args.batch,

@@ -6,7 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from pathlib import Path
+
+
+def run_identity() -> dict:
+    """The backend, device and machine a model benchmark runs on. Call before building a
+    model: on a GPU it switches Keras to mixed precision, as the workflow's jobs do."""
+    import keras
+
+    from morphtools.model import use_mixed_precision_if_gpu
+
+    device = use_mixed_precision_if_gpu()
+    return {"backend": keras.config.backend(), "device": device,
+            "machine": platform.processor() or platform.machine()}
 
 
 def write_result(result: dict, out_dir, name: str, quiet_keys=()) -> Path:
