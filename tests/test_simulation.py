@@ -5,9 +5,14 @@ import pandas as pd
 import pytest
 
 from morphtools.decision_tree import DECALS_DR5, GZ2_TREE
-from morphtools.simulation.population import sample_population, truth_class_label
+from morphtools.simulation.population import nucleus_separation, sample_population, truth_class_label
 from morphtools.simulation.render import DECALS, _sky_sigma, moffat_kernel, render
-from morphtools.simulation.votes import sample_decals_votes, sample_gz2_solutions, sample_rare_features
+from morphtools.simulation.votes import (
+    merger_visibility,
+    sample_decals_votes,
+    sample_gz2_solutions,
+    sample_rare_features,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,25 @@ def test_gz2_weighted_fractions_sum_to_their_parents(population):
     assert 0.005 < odd.mean() < 0.03  # rare, as in GZ2 (1.5%)
     # most odd galaxies are mergers, as in GZ2
     assert (pop.loc[odd.to_numpy(), "morph_class"] == "merger").mean() > 0.5
+
+
+def test_gz2_volunteers_call_a_merger_odd_only_when_the_image_shows_it(population):
+    pop = population.copy()
+    pop["gz2_id"] = np.arange(len(pop)) + 100000
+    odd = (sample_gz2_solutions(pop, seed=2)["Class6.1"] > 0.9).to_numpy()
+    merger = (pop["morph_class"] == "merger").to_numpy()
+    seen = merger_visibility(pop, "sdss")
+    assert (seen[~merger] == 0).all() and seen[merger].min() >= 0
+    # a pair closer than the seeing, with tails below the sky, looks like one galaxy
+    hidden = merger & (seen < 0.3)
+    shown = merger & (seen > 0.8)
+    assert hidden.sum() >= 8 and shown.sum() >= 8
+    assert odd[hidden].mean() < 0.05
+    assert odd[shown].mean() > 0.4
+    # the same pair is easier to resolve in DECaLS' seeing than in SDSS'
+    assert merger_visibility(pop, "decals")[merger].mean() > seen[merger].mean()
+    # the pair closes as the merger coalesces
+    assert nucleus_separation(1.0, 2.0, 1.0) < nucleus_separation(1.0, 2.0, 0.0)
 
 
 def test_rare_classes_are_rare_and_labels_are_noisy(population):

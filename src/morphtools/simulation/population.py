@@ -60,6 +60,14 @@ def _choice(rng: np.random.Generator, options, probs, size):
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=size, p=probs / probs.sum())]
 
 
+def nucleus_separation(separation_re, half_light_radius, merger_stage):
+    """Projected distance between a merger's two nuclei, in the units of
+    ``half_light_radius`` (arcsec in the truth table): ``separation_re`` half-light radii
+    for a separate pair, closing as the merger coalesces (``merger_stage`` 0 -> 1).
+    Scalars or arrays; the renderer and the volunteers' visibility model share it."""
+    return separation_re * half_light_radius * (1.1 - 0.8 * merger_stage)
+
+
 def sample_population(
     n_galaxies: int,
     seed: int,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import fftconvolve
 
+from .population import nucleus_separation
+
 
 @dataclass(frozen=True)
 class SurveyModel:
@@ -259,7 +261,7 @@ def _clumps(canvas, rng, frame, h, x0, y0, pa, row):
 def _merger_components(row, canvas, rng, total, re, pa, x0, y0):
     stage = float(row["merger_stage"])
     ratio = float(row["companion_flux_ratio"])
-    sep = float(row["companion_separation"]) * re * (1.1 - 0.8 * stage)
+    sep = nucleus_separation(float(row["companion_separation"]), re, stage)
     ang = np.radians(row["companion_angle"])
     f1, f2 = total / (1 + ratio), total * ratio / (1 + ratio)
     tidal_flux = total * float(row["tidal_strength"]) * 0.18

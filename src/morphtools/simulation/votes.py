@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..decision_tree import DECALS_DR5, GZ2_TREE
+from .population import nucleus_separation
 
 # visibility model: a feature of surface-brightness offset ``dim`` (mag fainter than the
 # galaxy's mean within its half-light radius) is seen with probability sigmoid((limit - mu) / 0.6)
@@ -35,6 +36,20 @@ def visibility(truth: pd.DataFrame, survey: str) -> dict[str, np.ndarray]:
         "bright": _sigmoid((lim - mu_e) / 0.6) * np.clip(resolved + 0.3, 0, 1),
         "resolved": resolved,
     }
+
+
+def merger_visibility(truth: pd.DataFrame, survey: str) -> np.ndarray:
+    """Per-galaxy probability (0..1) that a volunteer sees that a merger is one: its two
+    nuclei resolved apart (separation against seeing; a faint companion needs more room)
+    or its tidal tails above the sky (``visibility``'s "faint"). 0 for non-mergers."""
+    separation = nucleus_separation(
+        truth["companion_separation"].to_numpy(), truth["half_light_radius"].to_numpy(), truth["merger_stage"].to_numpy()
+    )
+    ratio = truth["companion_flux_ratio"].to_numpy()
+    pair = _sigmoid((separation / RESOLUTION[survey] - 1.5 - 1.0 * (1 - ratio)) / 0.3)
+    tails = np.clip(truth["tidal_strength"].to_numpy(), 0, 1) * visibility(truth, survey)["faint"]
+    seen = 1 - (1 - pair) * (1 - tails)
+    return np.where(truth["morph_class"].to_numpy() == "merger", seen, 0.0)
 
 
 def _normalise(p):
@@ -252,8 +267,9 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
         11: base["spiral-arm-count"],
     }
     # "Is there anything odd?": mergers above all in GZ2; rings, irregulars, dust lanes less
-    tidal = truth["tidal_strength"].to_numpy()
-    merger_seen = (morph == "merger") * (0.72 + 0.28 * np.clip(tidal * (0.5 + vis["faint"]), 0, 1))
+    # volunteers call a merger odd when the image shows it: a pair or tails at SDSS depth
+    # and seeing; a coalesced pair without visible tails looks like one galaxy
+    merger_seen = (morph == "merger") * (0.1 + 0.9 * merger_visibility(truth, "sdss"))
     ring_seen = truth["ring_strength"].to_numpy() * vis["structure"]
     odd = np.clip(
         0.04
@@ -274,7 +290,7 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
             0.1 + 1.2 * (truth["disturbance"].to_numpy() == "major") + 0.5 * (morph == "merger"),
             0.05 + 1.5 * (morph == "irregular"),
             0.15 + 0.3 * (truth["neighbour"].to_numpy() == "star"),
-            0.05 + 3.0 * (morph == "merger"),
+            0.05 + 3.0 * merger_seen,
             0.05 + 2.0 * truth["dust_lane"].to_numpy(),
         ]
     )
