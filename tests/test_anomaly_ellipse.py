@@ -53,6 +53,15 @@ def test_a_pair_of_galaxies_shows_offset_ellipses():
     assert pair[names.index("aspect_0")] > single[names.index("aspect_0")] + 0.1  # the outer contour wraps both
 
 
+def test_a_lone_noise_pixel_nearer_the_centre_does_not_replace_the_source():
+    image = (gaussian(128, 74, 64, 4, 4, 0, amp=1.0)).astype(np.float32)
+    image[image < 0.01] = 0  # as contour_mask leaves it: the source, zero around it
+    image[64, 64] = 1.0  # isolated above every threshold, and exactly at the centre
+    features = dict(zip(EllipseParams().feature_names(), ellipse_features(image), strict=True))
+    assert np.isfinite(list(features.values())).all()
+    assert features["offset_50"] < 1  # every ellipse is the blob's, not a jump to the speck
+
+
 def test_blank_or_featureless_images_fail_with_nan():
     assert np.isnan(image_features(np.zeros((64, 64)))).all()
     assert np.isnan(ellipse_features(np.zeros((64, 64), np.float32))).all()

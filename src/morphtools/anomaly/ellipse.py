@@ -66,21 +66,24 @@ def contour_mask(image: np.ndarray, sigma_clip: float = 3.0) -> np.ndarray:
     return ((out - lo) / (hi - lo)).astype(np.float32)
 
 
-def _centroid(contour) -> tuple[float, float]:
+def _centroid(contour) -> tuple[float, float] | None:
+    """The contour's centroid; None for one that encloses no area (a lone pixel or a
+    one-pixel line), which has none."""
     m = cv2.moments(contour)
     if m["m00"] == 0:
-        # a degenerate (point- or line-like) contour: the centre of its bounding box
-        x, y, w, h = cv2.boundingRect(contour)
-        return x + (w - 1) / 2, y + (h - 1) / 2
+        return None
     return m["m10"] / m["m00"], m["m01"] / m["m00"]
 
 
 def _fit_one(image: np.ndarray, threshold: float, anchor: tuple[float, float]):
     """(residual, x, y, aspect, theta, centroid) of the ellipse fitted to the contour
     nearest ``anchor`` at ``threshold``."""
-    contours = _contours(image > threshold)
+    # a contour without area has no centroid and is never the nearest: Astronomaly leaves
+    # such contours at (0, 0), so in noisy images single-pixel specks near the centre do not
+    # take the place of the source
+    contours = [c for c in _contours(image > threshold) if _centroid(c) is not None]
     if not contours:
-        raise EllipseFitError(f"no contour above {threshold:.3g}")
+        raise EllipseFitError(f"no contour with area above {threshold:.3g}")
     centroids = np.array([_centroid(c) for c in contours])
     nearest = int(np.argmin(np.hypot(centroids[:, 0] - anchor[0], centroids[:, 1] - anchor[1])))
     contour = contours[nearest]
