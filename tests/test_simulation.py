@@ -112,3 +112,25 @@ def test_render_units_psf_and_noise():
     assert abs(above_half * 0.262 - 1.3) < 0.3
     row["no_coverage"] = True
     assert not render(row, quiet, 64, 0.262).any()
+
+
+def test_a_very_large_gz2_galaxy_is_rendered_over_its_whole_field_at_a_capped_size(population, monkeypatch, tmp_path):
+    import morphtools.simulation.survey as survey
+
+    calls = []
+    real_render = survey.render
+
+    def recording_render(row, model, size, pixscale):
+        calls.append((size, pixscale))
+        return real_render(row, model, min(size, 64), pixscale * size / min(size, 64))
+
+    monkeypatch.setattr(survey, "render", recording_render)
+    row = population.iloc[0].copy()
+    for petro_r90, native in ((5.0, True), (106.0, False)):  # the second: 2,270 native pixels
+        row["petro_r90"] = petro_r90
+        survey.render_gz2_jpeg(row, tmp_path / "galaxy.jpg", max_render_size=512)
+        size, pixscale = calls[-1]
+        field = 424 * 0.02 * petro_r90
+        assert size * pixscale == pytest.approx(field, rel=0.1 if native else 1e-9)
+        assert (pixscale == survey.SDSS_PIXSCALE) == native and size <= 512
+    assert (tmp_path / "galaxy.jpg").exists()

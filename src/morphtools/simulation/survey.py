@@ -66,13 +66,19 @@ def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.D
     return truth
 
 
-def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80) -> None:
+def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80, max_render_size: int = 512) -> None:
     """Render one GZ2-like image: SDSS gri at native 0.396"/px over 424 x 0.02 x petroR90
     arcsec, Lupton et al. (2004) asinh colour (as the SDSS colour images were made),
-    resampled to 424 x 424 and saved as JPEG, atomically."""
+    resampled to 424 x 424 and saved as JPEG, atomically. A field wider than
+    ``max_render_size`` native pixels is rendered at that many coarser pixels: the JPEG
+    cannot show finer detail, and rendering memory grows with the square of the size
+    (about 1.5 GB at 512 px; a petroR90 of 100 arcsec would need 2,300 px and ~28 GB)."""
     field = 424 * 0.02 * float(row["petro_r90"])
     size = max(32, math.ceil(field / SDSS_PIXSCALE))
-    cube = render(row, SDSS, size, SDSS_PIXSCALE)
+    pixscale = SDSS_PIXSCALE
+    if size > max_render_size:
+        size, pixscale = max_render_size, field / max_render_size
+    cube = render(row, SDSS, size, pixscale)
     g, r, i = cube
     rgb = make_lupton_rgb(i * 1.0, r * 1.25, g * 1.9, minimum=-0.02, stretch=0.35, Q=9)
     img = Image.fromarray(rgb[::-1]).resize((424, 424), Image.Resampling.BICUBIC)
