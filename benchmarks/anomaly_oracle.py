@@ -3,7 +3,7 @@
 Runs the CNN + GP method (same code, same settings) on "oracle" features built from the
 simulated survey's hidden truth (the morphology parameters the renderer drew: bulge, arms,
 bar, clumps, ring, tidal features, companion, dust, neighbour, size, brightness), padded
-with Gaussian noise to 40 dimensions, for the DECaLS-like experiments of a finished run.
+with Gaussian noise to 40 dimensions, for the anomaly experiments of a finished run.
 If the loop finds the anomalies here but not with the CNN features, the representation is
 what limits CNN + GP. Simulated survey only. Writes benchmarks/results/anomaly_oracle.json:
 
@@ -25,7 +25,8 @@ from morphtools.anomaly.methods import ActiveParams, run_method
 from morphtools.anomaly.metrics import mean_and_error, ranking_metrics
 
 TRUTH_COLUMNS = ["bulge_to_total", "axis_ratio", "cos_inclination", "arm_strength", "bar_strength", "clumpiness",
-                 "ring_strength", "tidal_strength", "companion_flux_ratio", "merger_stage", "dust_opacity",
+                 "ring_strength", "tidal_strength", "companion_flux_ratio", "companion_separation", "merger_stage",
+                 "dust_opacity",
                  "neighbour_flux_ratio", "mag_r", "half_light_radius"]
 
 
@@ -33,19 +34,26 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", default="results")
     parser.add_argument("--resources", default="resources")
-    parser.add_argument("--experiments", nargs="+", default=["merger", "ring", "irregular"])
+    parser.add_argument("--experiments", nargs="+", default=["odd", "merger", "ring", "irregular"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dims", type=int, default=40)
     parser.add_argument("--out", default="benchmarks/results/anomaly_oracle.json")
     args = parser.parse_args()
     results = Path(args.results)
-    truth = pd.read_csv(Path(args.resources) / "simulated/decals/hidden/truth.csv").set_index("iauname")
-    catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+    resources = Path(args.resources)
     rng = np.random.default_rng(0)
     out = {"features": TRUTH_COLUMNS, "dims": args.dims, "repeats": args.repeats, "experiments": {}}
     for name in args.experiments:
         galaxies, _ = read_experiment(results / f"anomaly/{name}/galaxies.csv", results / f"anomaly/{name}/features.h5")
-        oracle = truth.loc[catalogue.loc[galaxies["galaxy_id"], "iauname"], TRUTH_COLUMNS].to_numpy(float)
+        survey = json.loads((results / f"anomaly/{name}/summary.json").read_text())["survey"]
+        if survey == "gz2":  # the Kaggle GalaxyID is the truth's gz2_id
+            truth = pd.read_csv(resources / "simulated/gz2/hidden/truth.csv", dtype={"gz2_id": str}).set_index("gz2_id")
+            keys = galaxies["galaxy_id"].astype(str)
+        else:  # the DECaLS truth is keyed by iauname
+            truth = pd.read_csv(resources / "simulated/decals/hidden/truth.csv").set_index("iauname")
+            catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+            keys = catalogue.loc[galaxies["galaxy_id"], "iauname"]
+        oracle = truth.loc[keys, TRUTH_COLUMNS].to_numpy(float)
         X = np.hstack([oracle, rng.normal(size=(len(galaxies), args.dims - oracle.shape[1]))])
         runs = []
         with threadpool_limits(limits=1):

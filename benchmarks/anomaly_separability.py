@@ -9,6 +9,9 @@ asks the converse: does the loop work when the features are good?). Also, for ea
 the ROC AUC with which the pretrained model's own predicted ``merging_merger`` fraction
 picks out the galaxies the simulation drew as mergers: whether the model recognises that
 survey's mergers at all (the GZ2-like survey is embedded with the DECaLS-trained model).
+And the neighbourhoods the GP's kernel sees: the share of anomalies among each anomaly's
+10 nearest neighbours in the standardised features, against the prevalence. Expected
+improvement can only walk from one rated anomaly to the next where that share is high.
 
 Simulated survey only (it reads the hidden truth). Writes
 benchmarks/results/anomaly_separability.json:
@@ -28,6 +31,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 MERGER_ANSWER = "merging_merger_fraction"
@@ -41,6 +45,15 @@ def probe(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 
                           cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba")[:, 1]
     return {"roc_auc": round(float(roc_auc_score(labels, p)), 3),
             "average_precision": round(float(average_precision_score(labels, p)), 3)}
+
+
+def neighbour_anomaly_share(features: np.ndarray, labels: np.ndarray, k: int = 10) -> dict:
+    """Mean share of anomalies among each anomaly's ``k`` nearest neighbours (Euclidean, in
+    the standardised features; itself excluded), and that share over the prevalence."""
+    x = StandardScaler().fit_transform(features)
+    _, index = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[labels])
+    share = float(labels[index[:, 1:]].mean())
+    return {f"anomalies_among_{k}_neighbours": round(share, 3), "over_prevalence": round(share / labels.mean(), 1)}
 
 
 def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
@@ -75,7 +88,7 @@ def main():
         row = {"survey": summary["survey"], "galaxies": len(labels), "anomalies": int(labels.sum())}
         with h5py.File(folder / "features.h5") as f:
             for kind in ("cnn", "ellipse"):
-                row[kind] = probe(f[kind][:], labels)
+                row[kind] = probe(f[kind][:], labels) | neighbour_anomaly_share(f[kind][:], labels)
         out["experiments"][folder.name] = row
         print(folder.name, row, flush=True)
     for survey in TRUTH:
