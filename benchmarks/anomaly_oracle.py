@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from anomaly_separability import neighbour_anomaly_share  # beside this file
 from threadpoolctl import threadpool_limits
 
 from morphtools.anomaly.io import read_experiment
@@ -64,7 +65,8 @@ def main():
         out["experiments"][name] = {
             k: mean_and_error(table[k])[:2] for k in ("average_precision", "accuracy_top50", "accuracy_top200")
         } | {"best_top50": runs[0]["max_accuracy_top50"], "best_top200": runs[0]["max_accuracy_top200"],
-             "n_galaxies": runs[0]["n_galaxies"], "n_anomalies": runs[0]["n_anomalies"]}
+             "n_galaxies": runs[0]["n_galaxies"], "n_anomalies": runs[0]["n_anomalies"]
+             } | neighbour_anomaly_share(X, galaxies["is_anomaly"].to_numpy(bool))
         print(name, out["experiments"][name])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

@@ -53,7 +53,7 @@ def neighbour_anomaly_share(features: np.ndarray, labels: np.ndarray, k: int = 1
     x = StandardScaler().fit_transform(features)
     _, index = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x[labels])
     share = float(labels[index[:, 1:]].mean())
-    return {f"anomalies_among_{k}_neighbours": round(share, 3), "over_prevalence": round(share / labels.mean(), 1)}
+    return {f"anomalies_among_{k}_neighbours": round(share, 3), "over_prevalence": round(float(share / labels.mean()), 1)}
 
 
 def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
