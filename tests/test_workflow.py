@@ -380,16 +380,12 @@ def test_overlay_configs_validate_and_plan_their_grids(tmp_path, overlay, counts
         assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), (job, count)
 
 
-def test_anomaly_scale_overlay_reuses_the_default_model_and_writes_apart(tmp_path):
+def test_anomaly_scale_overlay_trains_on_its_survey_and_writes_apart(tmp_path):
+    import yaml
+
     # the target rule before --configfile, which would take it for a third file
     overlay = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale.yaml"))
-    # it needs the default run's model first, and says which file
-    proc = run_snakemake(tmp_path, "-n", *overlay, check=False)
-    assert proc.returncode != 0 and "results/models/multi/model.weights.h5" in proc.stdout + proc.stderr
-    (tmp_path / "results/models/multi").mkdir(parents=True)
-    (tmp_path / "results/models/multi/model.weights.h5").touch()
     proc = run_snakemake(tmp_path, "-n", *overlay)
-    assert not re.search(r"^pretrain\s", proc.stdout, re.M)
     # 4 experiments x (3 or 4 methods) x 5 repeats, 12 shards per survey
     for job, count in (("anomaly_run", 65), ("decals_cutouts", 12), ("gz2_images", 12)):
         assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), job
@@ -397,6 +393,18 @@ def test_anomaly_scale_overlay_reuses_the_default_model_and_writes_apart(tmp_pat
     assert "results/anomaly_scale/anomaly/table1.csv" in proc.stdout
     # nothing of the default run's is planned
     assert not re.search(r"output: results/(?!anomaly_scale/)", proc.stdout)
+    # its own model comes after the catalogue checkpoint; with the default run's instead
+    # (the commented alternative) there is nothing to train, and a missing file is named
+    config = yaml.safe_load((ROOT / "config/anomaly_scale.yaml").read_text())
+    config["pretraining"] = {"weights": {"multi": "results/models/multi/model.weights.h5"}}
+    (tmp_path / "reuse.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    reuse = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(tmp_path / "reuse.yaml"))
+    proc = run_snakemake(tmp_path, "-n", *reuse, check=False)
+    assert proc.returncode != 0 and "results/models/multi/model.weights.h5" in proc.stdout + proc.stderr
+    (tmp_path / "results/models/multi").mkdir(parents=True)
+    (tmp_path / "results/models/multi/model.weights.h5").touch()
+    proc = run_snakemake(tmp_path, "-n", *reuse)
+    assert re.search(r"^anomaly_run\s+65$", proc.stdout, re.M)
 
 
 def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
