@@ -27,8 +27,18 @@ from morphtools.anomaly.metrics import mean_and_error, ranking_metrics
 
 TRUTH_COLUMNS = ["bulge_to_total", "axis_ratio", "cos_inclination", "arm_strength", "bar_strength", "clumpiness",
                  "ring_strength", "tidal_strength", "companion_flux_ratio", "companion_separation", "merger_stage",
-                 "dust_opacity",
-                 "neighbour_flux_ratio", "mag_r", "half_light_radius"]
+                 "dust_opacity", "neighbour_flux_ratio", "mag_r", "half_light_radius"]
+
+
+def truth_rows(results: Path, resources: Path, survey: str, galaxy_ids) -> pd.DataFrame:
+    """The hidden truth of the experiment's galaxies, in their order."""
+    if survey == "gz2":  # the Kaggle GalaxyID is the truth's gz2_id
+        truth = pd.read_csv(resources / "simulated/gz2/hidden/truth.csv", dtype={"gz2_id": str}).set_index("gz2_id")
+        return truth.loc[pd.Index(galaxy_ids).astype(str)]
+    # the DECaLS truth is keyed by iauname
+    truth = pd.read_csv(resources / "simulated/decals/hidden/truth.csv").set_index("iauname")
+    catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+    return truth.loc[catalogue.loc[galaxy_ids, "iauname"]]
 
 
 def main():
@@ -47,14 +57,7 @@ def main():
     for name in args.experiments:
         galaxies, _ = read_experiment(results / f"anomaly/{name}/galaxies.csv", results / f"anomaly/{name}/features.h5")
         survey = json.loads((results / f"anomaly/{name}/summary.json").read_text())["survey"]
-        if survey == "gz2":  # the Kaggle GalaxyID is the truth's gz2_id
-            truth = pd.read_csv(resources / "simulated/gz2/hidden/truth.csv", dtype={"gz2_id": str}).set_index("gz2_id")
-            keys = galaxies["galaxy_id"].astype(str)
-        else:  # the DECaLS truth is keyed by iauname
-            truth = pd.read_csv(resources / "simulated/decals/hidden/truth.csv").set_index("iauname")
-            catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
-            keys = catalogue.loc[galaxies["galaxy_id"], "iauname"]
-        oracle = truth.loc[keys, TRUTH_COLUMNS].to_numpy(float)
+        oracle = truth_rows(results, resources, survey, galaxies["galaxy_id"])[TRUTH_COLUMNS].to_numpy(float)
         X = np.hstack([oracle, rng.normal(size=(len(galaxies), args.dims - oracle.shape[1]))])
         runs = []
         with threadpool_limits(limits=1):

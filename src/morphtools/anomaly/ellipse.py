@@ -81,10 +81,11 @@ def _fit_one(image: np.ndarray, threshold: float, anchor: tuple[float, float]):
     # a contour without area has no centroid and is never the nearest: Astronomaly leaves
     # such contours at (0, 0), so in noisy images single-pixel specks near the centre do not
     # take the place of the source
-    contours = [c for c in _contours(image > threshold) if _centroid(c) is not None]
-    if not contours:
+    found = [(c, xy) for c in _contours(image > threshold) if (xy := _centroid(c)) is not None]
+    if not found:
         raise EllipseFitError(f"no contour with area above {threshold:.3g}")
-    centroids = np.array([_centroid(c) for c in contours])
+    contours = [c for c, _ in found]
+    centroids = np.array([xy for _, xy in found])
     nearest = int(np.argmin(np.hypot(centroids[:, 0] - anchor[0], centroids[:, 1] - anchor[1])))
     contour = contours[nearest]
     if len(contour) < 5:
