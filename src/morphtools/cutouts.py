@@ -46,6 +46,16 @@ def gz_decals_pixscale(petro_th50: float, petro_th90: float) -> float:
     return max(min(petro_th50 * 0.04, petro_th90 * 0.02), 0.1)
 
 
+def field_grid(field_arcsec: float, native_pixscale: float, max_size: int) -> tuple[int, float]:
+    """(pixels, arcsec per pixel) covering a square field: native pixels when fewer than
+    ``max_size`` of them cover it, else ``max_size`` coarser ones (the image is resampled to
+    424 px later either way, and larger requests cost memory as the square of the size)."""
+    native_size = math.ceil(field_arcsec / native_pixscale)
+    if native_size <= max_size:
+        return native_size, native_pixscale
+    return max_size, field_arcsec / max_size
+
+
 def cutout_request(galaxy_id, ra, dec, petro_th50, petro_th90,
                    native_pixscale=NATIVE_PIXSCALE, max_size=MAX_REQUEST_SIZE) -> CutoutRequest:
     """The request GZ DECaLS made: native pixels when the field of view needs fewer than
@@ -54,11 +64,8 @@ def cutout_request(galaxy_id, ra, dec, petro_th50, petro_th90,
     if not (math.isfinite(petro_th50) and math.isfinite(petro_th90)):
         raise CutoutError(f"{galaxy_id}: no usable Petrosian radii (petro_th50={petro_th50}, "
                           f"petro_th90={petro_th90}) to set the field of view")
-    field_arcsec = GZ_IMAGE_SIZE * gz_decals_pixscale(petro_th50, petro_th90)
-    native_size = math.ceil(field_arcsec / native_pixscale)
-    if native_size <= max_size:
-        return CutoutRequest(str(galaxy_id), float(ra), float(dec), native_size, native_pixscale)
-    return CutoutRequest(str(galaxy_id), float(ra), float(dec), max_size, field_arcsec / max_size)
+    size, pixscale = field_grid(GZ_IMAGE_SIZE * gz_decals_pixscale(petro_th50, petro_th90), native_pixscale, max_size)
+    return CutoutRequest(str(galaxy_id), float(ra), float(dec), size, pixscale)
 
 
 class CutoutError(Exception):

@@ -8,7 +8,6 @@ GZ2-like: a Kaggle ``training_solutions_rev1.csv`` and 424 x 424 colour JPEGs na
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from astropy.table import Table
 from astropy.visualization import make_lupton_rgb
 from PIL import Image
 
+from ..cutouts import field_grid
 from ..storage import atomic_path, write_csv
 from .population import sample_population
 from .render import SDSS, render
@@ -73,12 +73,8 @@ def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80, max_render_
     ``max_render_size`` native pixels is rendered at that many coarser pixels: the JPEG
     cannot show finer detail, and rendering memory grows with the square of the size
     (about 1.5 GB at 512 px; a petroR90 of 100 arcsec would need 2,300 px and ~28 GB)."""
-    field = 424 * 0.02 * float(row["petro_r90"])
-    size = max(32, math.ceil(field / SDSS_PIXSCALE))
-    pixscale = SDSS_PIXSCALE
-    if size > max_render_size:
-        size, pixscale = max_render_size, field / max_render_size
-    cube = render(row, SDSS, size, pixscale)
+    size, pixscale = field_grid(424 * 0.02 * float(row["petro_r90"]), SDSS_PIXSCALE, max_render_size)
+    cube = render(row, SDSS, max(32, size), pixscale)
     g, r, i = cube
     rgb = make_lupton_rgb(i * 1.0, r * 1.25, g * 1.9, minimum=-0.02, stretch=0.35, Q=9)
     img = Image.fromarray(rgb[::-1]).resize((424, 424), Image.Resampling.BICUBIC)
