@@ -14,7 +14,8 @@ And the neighbourhoods the GP's kernel sees: the share of anomalies among each a
 improvement can only walk from one rated anomaly to the next where that share is high.
 
 Simulated survey only (it reads the hidden truth). Writes
-benchmarks/results/anomaly_separability.json:
+benchmarks/results/anomaly_separability.json (with the run's pretrained models' epochs and
+best validation loss, so a file says which representation it measured):
 
     .venv/bin/python benchmarks/anomaly_separability.py [--results results --resources resources]
 """
@@ -73,6 +74,18 @@ def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
             "predicted_merger_fraction_roc_auc": round(float(roc_auc_score(is_merger, predicted)), 3)}
 
 
+def model_training(results: Path) -> dict:
+    """Per pretrained model in ``results/models`` (none when the run reused another run's
+    weights): epochs trained, the epoch whose weights were kept, its validation loss."""
+    out = {}
+    for history_file in sorted((results / "models").glob("*/history.csv")):
+        history = pd.read_csv(history_file)
+        best = history.loc[history["val_loss"].idxmin()]
+        out[history_file.parent.name] = {"epochs": len(history), "best_epoch": int(best["epoch"]),
+                                         "best_val_loss": round(float(best["val_loss"]), 3)}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", default="results")
@@ -80,7 +93,7 @@ def main():
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "anomaly_separability.json"))
     args = parser.parse_args()
     results, resources = Path(args.results), Path(args.resources)
-    out = {"experiments": {}, "merger_recognition": {}}
+    out = {"models": model_training(results), "experiments": {}, "merger_recognition": {}}
     for folder in sorted(p for p in (results / "anomaly").iterdir() if (p / "features.h5").exists()):
         galaxies = pd.read_csv(folder / "galaxies.csv", dtype={"galaxy_id": str})
         labels = galaxies["is_anomaly"].to_numpy(bool)

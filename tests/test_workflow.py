@@ -386,8 +386,8 @@ def test_anomaly_scale_overlay_trains_on_its_survey_and_writes_apart(tmp_path):
     # the target rule before --configfile, which would take it for a third file
     overlay = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale.yaml"))
     proc = run_snakemake(tmp_path, "-n", *overlay)
-    # 4 experiments x (3 or 4 methods) x 5 repeats, 12 shards per survey
-    for job, count in (("anomaly_run", 65), ("decals_cutouts", 12), ("gz2_images", 12)):
+    # 4 experiments x (3 or 4 methods) x the paper's 15 repeats, 12 shards per survey
+    for job, count in (("anomaly_run", 195), ("decals_cutouts", 12), ("gz2_images", 12)):
         assert re.search(rf"^{job}\s+{count}$", proc.stdout, re.M), job
     assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
     assert "results/anomaly_scale/anomaly/table1.csv" in proc.stdout
@@ -404,7 +404,8 @@ def test_anomaly_scale_overlay_trains_on_its_survey_and_writes_apart(tmp_path):
     (tmp_path / "results/models/multi").mkdir(parents=True)
     (tmp_path / "results/models/multi/model.weights.h5").touch()
     proc = run_snakemake(tmp_path, "-n", *reuse)
-    assert re.search(r"^anomaly_run\s+65$", proc.stdout, re.M)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    assert not re.search(r"^pretrain\s", proc.stdout, re.M)
 
 
 def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
