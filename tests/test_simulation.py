@@ -87,6 +87,21 @@ def test_rare_classes_are_rare_and_labels_are_noisy(population):
     assert (ring_frac[strong_ring] < 0.25).mean() > 0.03
 
 
+def test_rare_feature_thresholds_match_the_papers_and_top_ratings_are_anomalies(population):
+    """At 1.5% prevalence the paper's thresholds are ring > 0.57 and irregular > 0.42; and
+    the simulated user's top ratings (round(5 x fraction)) must hold anomalies only, or no
+    interest model could fill the top of its ranking with them."""
+    rare = sample_rare_features(population, seed=3)
+    for answer, paper_threshold in (("ring", 0.57), ("irregular", 0.42)):
+        fraction = rare[f"rare-features_{answer}_fraction"].to_numpy()
+        threshold = np.quantile(fraction, 0.985)
+        assert abs(threshold - paper_threshold) < 0.1, (answer, threshold)
+        anomaly = fraction > threshold
+        rating = np.round(5 * fraction)
+        above_every_other = rating > rating[~anomaly].max()
+        assert above_every_other.sum() >= anomaly.sum() / 3, (answer, above_every_other.sum(), anomaly.sum())
+
+
 def test_truth_labels_cover_the_phenomena(population):
     labels = set(truth_class_label(population))
     assert {"elliptical", "spiral", "barred_spiral", "edge_on", "ring", "merger", "irregular", "artifact"} <= labels
