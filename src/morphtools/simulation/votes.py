@@ -182,8 +182,8 @@ def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     # "irregular" is one tick among several in a multiple-choice question, and volunteers
     # split a clumpy galaxy between it, "merger" and nothing: in GZ DECaLS the top 1.5% start
     # at 0.42 (the paper's threshold), below rings' 0.57. Near-unanimous irregular votes
-    # (the top 1.5% above 0.95, as this had before) put the anomalies in one rating level
-    # with as many non-anomalies, which capped the anomaly experiment's top-N accuracy.
+    # would put the anomalies in one rating level (round(5 x fraction) = 5) with as many
+    # non-anomalies, capping the anomaly experiment's top-N accuracy.
     irregular_p = 0.03 + np.where(irr, 0.08 + 0.28 * vis["structure"], 0.0)
     irregular_p += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
     irregular_p += 0.12 * truth["clumpiness"].to_numpy()
