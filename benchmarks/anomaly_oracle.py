@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from anomaly_separability import neighbour_anomaly_share  # beside this file
+from anomaly_separability import neighbour_anomaly_share, truth_rows  # beside this file
 from threadpoolctl import threadpool_limits
 
 from morphtools.anomaly.io import read_experiment
@@ -28,17 +28,6 @@ from morphtools.anomaly.metrics import mean_and_error, ranking_metrics
 TRUTH_COLUMNS = ["bulge_to_total", "axis_ratio", "cos_inclination", "arm_strength", "bar_strength", "clumpiness",
                  "ring_strength", "tidal_strength", "companion_flux_ratio", "companion_separation", "merger_stage",
                  "dust_opacity", "neighbour_flux_ratio", "mag_r", "half_light_radius"]
-
-
-def truth_rows(results: Path, resources: Path, survey: str, galaxy_ids) -> pd.DataFrame:
-    """The hidden truth of the experiment's galaxies, in their order."""
-    if survey == "gz2":  # the Kaggle GalaxyID is the truth's gz2_id
-        truth = pd.read_csv(resources / "simulated/gz2/hidden/truth.csv", dtype={"gz2_id": str}).set_index("gz2_id")
-        return truth.loc[pd.Index(galaxy_ids).astype(str)]
-    # the DECaLS truth is keyed by iauname
-    truth = pd.read_csv(resources / "simulated/decals/hidden/truth.csv").set_index("iauname")
-    catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
-    return truth.loc[catalogue.loc[galaxy_ids, "iauname"]]
 
 
 def main():

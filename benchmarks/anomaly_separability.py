@@ -57,19 +57,23 @@ def neighbour_anomaly_share(features: np.ndarray, labels: np.ndarray, k: int = 1
     return {f"anomalies_among_{k}_neighbours": round(share, 3), "over_prevalence": round(float(share / labels.mean()), 1)}
 
 
-def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
+def truth_rows(results: Path, resources: Path, survey: str, galaxy_ids) -> pd.DataFrame:
+    """The hidden truth of ``galaxy_ids`` (the survey's own ids), in their order."""
     table, id_column = TRUTH[survey]
     truth = pd.read_csv(resources / "simulated" / table, dtype={id_column: str}).set_index(id_column)
+    keys = pd.Index(galaxy_ids).astype(str)
+    if survey == "decals":  # the catalogue's galaxy_id is the survey's; the truth is keyed by iauname
+        catalogue = pd.read_csv(results / "decals/catalogue.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+        keys = catalogue.loc[keys, "iauname"]
+    return truth.loc[keys]
+
+
+def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
     with h5py.File(results / survey / "representation.h5") as f:
         ids = f["galaxy_id"][:].astype(str)
         answers = [str(a) for a in f.attrs["answers"]]
         predicted = f["predicted_fractions"][:, answers.index(MERGER_ANSWER)]
-    catalogue = pd.read_csv(results / survey / "catalogue.csv", dtype={"galaxy_id": str})
-    if survey == "decals":  # the catalogue's galaxy_id is the survey's; the truth is keyed by iauname
-        key = catalogue.set_index("galaxy_id")["iauname"].reindex(ids).to_numpy()
-    else:
-        key = ids
-    is_merger = (truth["morph_class"].reindex(key) == "merger").to_numpy()
+    is_merger = (truth_rows(results, resources, survey, ids)["morph_class"] == "merger").to_numpy()
     return {"galaxies": len(ids), "mergers": int(is_merger.sum()),
             "predicted_merger_fraction_roc_auc": round(float(roc_auc_score(is_merger, predicted)), 3)}
 
