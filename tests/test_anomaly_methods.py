@@ -10,10 +10,13 @@ import pytest
 import sklearn
 from packaging.version import Version
 
+from morphtools.anomaly import methods
 from morphtools.anomaly.methods import (
     ActiveParams,
+    InterestGP,
     isolation_forest_score,
     known_ratings_first,
+    make_gp,
     neighbour_score,
     run_method,
 )
@@ -89,6 +92,52 @@ def test_gp_active_learning_rates_unique_galaxies_in_batches_and_finds_the_clust
     np.testing.assert_array_equal(again.acquired, result.acquired)
     other = run_method("ellipse_gp", X, ratings, SMALL, seed=4)
     assert set(other.acquired[:10]) != set(result.acquired[:10])
+
+
+@pytest.mark.parametrize("normalize_y", [False, True])
+def test_interest_gp_predicts_what_scikit_learn_predicts(monkeypatch, normalize_y):
+    from sklearn.base import clone
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    monkeypatch.setattr(methods, "PREDICT_BLOCK_ROWS", 700)  # several blocks and a ragged last one
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 6))
+    y = np.round(5 * np.exp(-np.sum(X[:, :2] ** 2, axis=1) / 4) + rng.normal(0, 0.3, len(X))).clip(0, 5)
+    fast = make_gp(0, normalize_y).fit(X[:60], y[:60])
+    reference = GaussianProcessRegressor(kernel=fast.kernel, normalize_y=normalize_y, random_state=0).fit(X[:60], y[:60])
+    assert repr(fast.kernel_) == repr(reference.kernel_)
+    pool = X[10:]  # includes 50 of the rated galaxies, where the std is the white noise alone
+    mean, std = fast.predict(pool, return_std=True)
+    ref_mean, ref_std = reference.predict(pool, return_std=True)
+    assert mean.shape == std.shape == (len(pool),)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(std, ref_std, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(fast.predict(pool), ref_mean, rtol=1e-8, atol=1e-9)
+    # the parent's code for the covariance, an unfitted model and another kernel
+    _, cov = fast.predict(pool[:5], return_cov=True)
+    np.testing.assert_allclose(cov, reference.predict(pool[:5], return_cov=True)[1], atol=1e-10)
+    np.testing.assert_array_equal(make_gp(0).predict(pool[:5], return_std=True)[1], np.sqrt(2.0))
+    from sklearn.gaussian_process.kernels import RBF
+    other = InterestGP(kernel=RBF(), random_state=0).fit(X[:60], y[:60])
+    np.testing.assert_array_equal(other.predict(pool, return_std=True)[1],
+                                  GaussianProcessRegressor(kernel=RBF(), random_state=0).fit(X[:60], y[:60])
+                                  .predict(pool, return_std=True)[1])
+    assert isinstance(clone(fast), InterestGP)
+    with pytest.raises(ValueError, match="fitted on 6 features"):
+        fast.predict(pool[:, :5])
+
+
+def test_gp_active_learning_acquires_what_scikit_learns_gp_acquires(monkeypatch):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
+
+    X, ratings = clustered_survey()
+    fast = run_method("cnn_gp", X, ratings, SMALL, seed=5)
+    monkeypatch.setattr(methods, "make_gp", lambda seed, normalize_y=False: GaussianProcessRegressor(
+        kernel=RationalQuadratic() + WhiteKernel(), normalize_y=normalize_y, random_state=seed))
+    reference = run_method("cnn_gp", X, ratings, SMALL, seed=5)
+    np.testing.assert_array_equal(fast.acquired, reference.acquired)
+    np.testing.assert_allclose(fast.scores, reference.scores, atol=1e-10)
 
 
 def test_known_ratings_replace_predictions():
