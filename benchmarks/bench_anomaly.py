@@ -12,10 +12,16 @@
   run (Snakemake's per-job benchmark files in ``results/benchmarks/anomaly_run/``), summed
   (one core's worth) and per method.
 
+- With ``--experiment DIR`` (a finished ``anomaly/{experiment}`` folder): whole CNN + GP runs
+  (200 ratings) on that experiment's galaxies, alternating the project's interest model and
+  scikit-learn's in one process, so that the ratio is free of the machine's drift between
+  grid runs.
+
 Also records the machine's load average, since a shared machine inflates both numbers.
 Writes benchmarks/results/anomaly.json:
 
     .venv/bin/python benchmarks/bench_anomaly.py [--pool 60000 --dims 40 --steps 5 --results results]
+        [--experiment results/anomaly/merger --runs 3]
 """
 
 from __future__ import annotations
@@ -71,12 +77,40 @@ def acquisition_steps(pool: int, dims: int, steps: int, rated: int = 200, batch:
             "rated_after_step": rated}
 
 
-def scikit_learn_gp(seed: int):
+def scikit_learn_gp(seed: int, normalize_y: bool = False):
     """The baseline: the same kernel in scikit-learn's GaussianProcessRegressor itself."""
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
 
-    return GaussianProcessRegressor(kernel=RationalQuadratic() + WhiteKernel(), random_state=seed)
+    return GaussianProcessRegressor(kernel=RationalQuadratic() + WhiteKernel(), normalize_y=normalize_y,
+                                    random_state=seed)
+
+
+def whole_runs(experiment: Path, runs: int, seed: int = 0):
+    """Median seconds of a whole CNN + GP run with each interest model, alternated."""
+    from morphtools.anomaly import methods
+    from morphtools.anomaly.io import read_experiment
+
+    galaxies, features = read_experiment(experiment / "galaxies.csv", experiment / "features.h5")
+    ratings = galaxies["rating"].to_numpy()
+    models = {"interest_gp": methods.make_gp, "scikit_learn": scikit_learn_gp}
+    seconds = {name: [] for name in models}
+    acquired = {}
+    try:
+        for run in range(runs):
+            for name, make_model in models.items():
+                methods.make_gp = make_model
+                start = time.perf_counter()
+                result = methods.run_method("cnn_gp", features["cnn"], ratings, methods.ActiveParams(), seed + run)
+                seconds[name].append(time.perf_counter() - start)
+                acquired.setdefault(run, []).append(result.acquired)
+    finally:
+        methods.make_gp = models["interest_gp"]
+    same = all(np.array_equal(*pair) for pair in acquired.values())
+    medians = {name: round(float(np.median(values)), 3) for name, values in seconds.items()}
+    return {"experiment": str(experiment), "galaxies": len(galaxies), "runs": runs,
+            "median_run_s": medians, "speedup": round(medians["scikit_learn"] / medians["interest_gp"], 2),
+            "same_galaxies_acquired": same}
 
 
 def grid_times(results: Path):
@@ -104,6 +138,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (the run jobs use 1)")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--experiment", help="a finished anomaly/{experiment} folder to time whole runs on")
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/anomaly.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -113,6 +149,8 @@ def main():
     with threadpool_limits(limits=args.threads):
         out["acquisition_step"] = acquisition_steps(args.pool, args.dims, args.steps)
         baseline = acquisition_steps(args.pool, args.dims, args.steps, make_model=scikit_learn_gp)
+        if args.experiment:
+            out["whole_cnn_gp_run"] = whole_runs(Path(args.experiment), args.runs)
     out["acquisition_step_scikit_learn_predict"] = baseline
     out["acquisition_step_speedup"] = {
         "step": round(baseline["median_step_s"] / out["acquisition_step"]["median_step_s"], 2),
