@@ -15,6 +15,7 @@ from morphtools.pretraining import (
     fingerprint,
     pretrain,
     split_by_id,
+    train_one_epoch,
     vote_counts,
 )
 from morphtools.storage import write_crops_shard
@@ -213,6 +214,24 @@ def test_a_fresh_process_resumes_the_checkpoint(tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "resuming" in proc.stdout and "EPOCHS [1]" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_an_epochs_training_loss_is_the_mean_over_its_galaxies_not_the_last_batch():
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")  # weights stay put
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(n, 3)).astype("float32"), (scale * rng.normal(size=(n, 1))).astype("float32"))
+               for n, scale in ((8, 1.0), (8, 3.0), (3, 10.0))]  # a short last batch, as an epoch ends
+    squared_errors = np.concatenate([(model.predict(x, verbose=0) - y).ravel() ** 2 for x, y in batches])
+    last_batch = float(np.mean(squared_errors[-3:]))
+    loss = train_one_epoch(model, batches)
+    assert loss == pytest.approx(float(np.mean(squared_errors)), rel=1e-5)
+    assert abs(loss - last_batch) > 10  # Keras 3's train_on_batch returns the last batch's alone
+    nan_batch = [(batches[0][0], np.full((8, 1), np.nan, np.float32))]
+    with pytest.raises(FloatingPointError, match="epoch 7/9"):
+        train_one_epoch(model, nan_batch, desc="epoch 7/9")
 
 
 def test_batchnorm_statistics_are_the_average_over_the_batches_with_dropout_off():

@@ -47,7 +47,9 @@ from .pretraining import (
     Checkpoint,
     all_layers,
     augment,
+    batch_loss,
     centre_crop,
+    epoch_mean_loss,
     model_input,
     predict_centre_crops,
     predict_padded,
@@ -377,16 +379,14 @@ def _train_stage(model, train_batches, evaluate_validation, max_epochs: int, pat
         epoch = state["epochs_done"]
         t0 = time.perf_counter()
         seed_dropout(model, seed * 7919 + epoch)
-        losses, seen = [], 0
+        losses, sizes = [], []
         for x, y in train_batches(epoch):
-            loss = float(np.ravel(model.train_on_batch(x, y))[0])
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"{stage}: training loss became {loss} at epoch {epoch + 1}")
-            losses.append(loss)
-            seen += len(x)
+            losses.append(batch_loss(model, x, y, f"{stage} epoch {epoch + 1}"))
+            sizes.append(len(x))
         seconds = time.perf_counter() - t0
+        seen = sum(sizes)
         val_loss, val_acc = evaluate_validation()
-        row = {"stage": stage, "epoch": epoch + 1, "loss": losses[-1] if losses else float("nan"),
+        row = {"stage": stage, "epoch": epoch + 1, "loss": epoch_mean_loss(losses, sizes),
                "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
                "images_per_second": seen / seconds if seconds > 0 else float("nan")}
         if record_epoch(state, row, val_loss, model, checkpoint) and checkpoint is None:

@@ -455,26 +455,37 @@ def validation_loss(model, batches: VoteBatches, spec: ModelSpec) -> float:
     return total / max(n, 1)
 
 
+def batch_loss(model, x, y, where: str) -> float:
+    """One ``train_on_batch`` step; returns the loss on that batch alone (Keras 3 resets
+    the metrics at every ``train_on_batch`` call, so it is not a running mean). A loss
+    that is not finite raises ``FloatingPointError`` naming ``where``."""
+    loss = float(np.ravel(model.train_on_batch(x, y))[0])
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss} in {where}")
+    return loss
+
+
+def epoch_mean_loss(batch_losses, batch_sizes) -> float:
+    """The epoch's mean training loss per galaxy: each batch's mean loss weighted by its
+    number of galaxies (the last batch is usually short). NaN for an empty epoch."""
+    sizes = np.asarray(batch_sizes, float)
+    return float(np.dot(batch_losses, sizes) / sizes.sum()) if sizes.sum() > 0 else float("nan")
+
+
 def train_one_epoch(model, batches: VoteBatches, progress=None, desc: str = "") -> float:
     """One pass of ``train_on_batch`` (faster and steadier than ``fit`` on a generator on
-    a two-core machine); returns the epoch's mean training loss."""
-    model.reset_metrics()
+    a two-core machine); returns the epoch's mean training loss per galaxy."""
     bar = progress(total=batches.galaxies_per_epoch, desc=desc, unit="galaxy") if progress else None
     losses, sizes = [], []
     for x, y in batches:
-        loss = model.train_on_batch(x, y)
-        loss = float(np.ravel(loss)[0])
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} in {desc}")
-        losses.append(loss)
+        losses.append(batch_loss(model, x, y, desc))
         sizes.append(len(x))
         if bar is not None:
             bar.update(len(x))
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     if bar is not None:
         bar.close()
-    # Keras reports the running mean since reset_metrics: the last value is the epoch mean
-    return losses[-1] if losses else float("nan")
+    return epoch_mean_loss(losses, sizes)
 
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "seconds", "images_per_second", "batchnorm_seconds",
