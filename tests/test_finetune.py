@@ -122,18 +122,38 @@ def test_unfreezing_goes_from_the_output_down_and_keeps_batchnorm_frozen():
         set_unfrozen_depth(base, "block9")
 
 
-def test_imagenet_weights_file_loads_through_the_greyscale_adapter(tmp_path):
+@pytest.mark.parametrize("file_name", ["efficientnetb0_notop.h5", "efficientnetb0_notop.weights.h5"])
+def test_imagenet_weights_file_gives_keras_imagenet_network_through_the_greyscale_adapter(tmp_path, file_name):
+    from unittest import mock
+
+    import h5py
     import keras
+    from keras.src.legacy.saving import legacy_h5_format
 
     rgb = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
-    path = tmp_path / "efficientnetb0_notop.weights.h5"
-    rgb.save_weights(path)
+    norm = next(layer for layer in rgb.layers if isinstance(layer, keras.layers.Normalization))
+    norm.set_weights([np.array([0.485, 0.456, 0.406]), np.square([0.229, 0.224, 0.225]), np.array(0)])
+    path = tmp_path / file_name
+    if file_name.endswith(".weights.h5"):
+        rgb.save_weights(path)
+    else:  # the format of the file Keras downloads
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, rgb)
+    # the reference: Keras' own weights="imagenet" network, its download replaced by the file
+    with mock.patch("keras.src.utils.file_utils.get_file", return_value=str(path)):
+        imagenet = keras.applications.EfficientNetB0(include_top=False, weights="imagenet", input_shape=(32, 32, 3),
+                                                     pooling="avg")
     base = build_base("imagenet", 32, path)
     grey = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype(np.float32)
-    expected = rgb.predict_on_batch(np.repeat(grey, 3, axis=-1))
-    np.testing.assert_allclose(base.predict_on_batch(grey), expected, rtol=1e-5, atol=1e-5)
+    expected = imagenet.predict_on_batch(np.repeat(grey, 3, axis=-1))
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(base.predict_on_batch(grey), expected, rtol=0, atol=1e-4 * scale)
+    # the network built straight from the file lacks Keras' stddev rescaling and differs
+    assert np.abs(rgb.predict_on_batch(np.repeat(grey, 3, axis=-1)) - expected).max() > 0.1 * scale
     with pytest.raises(ValueError, match="needs a weights file"):
         build_base("imagenet", 32)
+    with pytest.raises(ValueError, match="cannot load as EfficientNetB0 ImageNet weights"):
+        build_base("imagenet", 64, tmp_path / "missing.h5")
 
 
 def test_pretrained_base_layers_are_copied_from_the_vote_model(tmp_path):

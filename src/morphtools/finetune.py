@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -200,10 +201,37 @@ def split_seed(seed: int, train_size: int, repeat: int) -> int:
 
 # --- models ------------------------------------------------------------------------------------
 
-def _efficientnet_base(crop: int, channels: int, weights=None):
+def _efficientnet_base(crop: int, channels: int):
     keras = _keras()
-    return keras.applications.EfficientNetB0(include_top=False, weights=weights,
+    return keras.applications.EfficientNetB0(include_top=False, weights=None,
                                              input_shape=(crop, crop, channels), pooling="avg")
+
+
+# keras.applications.efficientnet.IMAGENET_STDDEV_RGB
+IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
+
+
+def _imagenet_efficientnet(crop: int, weights_path) -> object:
+    """The RGB EfficientNetB0 exactly as Keras builds it for ``weights="imagenet"``, with
+    the weights read from ``weights_path`` instead of downloaded.
+
+    Keras adds one layer only when ``weights == "imagenet"``: a rescaling by
+    1/sqrt(stddev) after the stem's Normalization, because the ImageNet weights were
+    trained on (x - mean) / stddev**1.5 (tensorflow issue 49930). Built from a file path
+    it leaves that layer out and the stem sees inputs ~2.1x too large, so it is put back
+    here after cloning."""
+    keras = _keras()
+
+    def call(layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        if isinstance(layer, keras.layers.Normalization):
+            out = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in IMAGENET_STDDEV_RGB],
+                                         name="imagenet_stddev_rescaling")(out)
+        return out
+
+    net = keras.models.clone_model(_efficientnet_base(crop, 3), call_function=call)
+    net.load_weights(str(weights_path))
+    return net
 
 
 def build_base(initialisation: str, crop: int, weights_path=None, seed: int = 0, questions=None):
@@ -215,8 +243,9 @@ def build_base(initialisation: str, crop: int, weights_path=None, seed: int = 0,
       copied from it by name.
     - 'imagenet': ``weights_path`` is Keras' ``efficientnetb0_notop.h5``. ImageNet weights
       expect RGB, so the greyscale image is repeated to 3 channels in front of the RGB
-      network (its own ImageNet normalisation included): exactly what the network saw for a
-      grey picture, with no change to its stem.
+      network (its own ImageNet normalisation included, as Keras builds it for
+      ``weights="imagenet"``): exactly what the network saw for a grey picture, with no
+      change to its stem.
     - 'scratch': random weights (seeded).
     """
     keras = _keras()
@@ -227,7 +256,7 @@ def build_base(initialisation: str, crop: int, weights_path=None, seed: int = 0,
             raise ValueError("the imagenet initialisation needs a weights file (finetune.imagenet_weights)")
         rgb = keras.layers.Concatenate(name="grey_to_rgb")([inputs, inputs, inputs])
         try:
-            net = _efficientnet_base(crop, 3, weights=str(weights_path))
+            net = _imagenet_efficientnet(crop, weights_path)
         except Exception as err:
             raise ValueError(f"{weights_path}: cannot load as EfficientNetB0 ImageNet weights without the top "
                              f"({type(err).__name__}: {err})") from err

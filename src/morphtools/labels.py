@@ -22,5 +22,8 @@ def labels_by_galaxy(catalogue: pd.DataFrame, labels: pd.DataFrame | None, join_
         raise KeyError(f"the labels table has no column(s) {missing}")
     if join_on not in cat.columns:
         raise KeyError(f"the catalogue has no column {join_on!r} to join the labels on")
+    if join_on == "galaxy_id":  # the catalogue's ids are strings; a CSV's may have been read as numbers
+        labels = labels.assign(galaxy_id=labels["galaxy_id"].astype(str))
     joined = labels.drop_duplicates(join_on).set_index(join_on)[columns]
-    return cat[["galaxy_id", join_on]].join(joined, on=join_on)[["galaxy_id", *columns]]
+    keys = list(dict.fromkeys(["galaxy_id", join_on]))
+    return cat[keys].join(joined, on=join_on)[["galaxy_id", *columns]]
