@@ -169,7 +169,7 @@ def test_pretrained_base_layers_are_copied_from_the_vote_model(tmp_path):
     np.testing.assert_allclose(base.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
 
 
-def _tiny_job(tmp_path, depth, checkpoint="ckpt", head_from="features", progress=None, epochs_cap=3):
+def _tiny_job(tmp_path, depth, checkpoint="ckpt", head_from="features", progress=None, epochs_cap=3, base_seed=2):
     rng = np.random.default_rng(0)
     data = labelled(20, 100)
     split = make_split(data, 40, seed=1, rules=SplitRules())
@@ -180,7 +180,7 @@ def _tiny_job(tmp_path, depth, checkpoint="ckpt", head_from="features", progress
     features = rng.normal(size=(len(split), 1280)).astype(np.float32)
     features[:, 0] += 3 * labels
     params = FinetuneParams(epochs_cap=epochs_cap, head_epochs_cap=epochs_cap, batch_size=16)
-    base = build_base("scratch", 32, seed=2)
+    base = build_base("scratch", 32, seed=base_seed)
     return finetune(FinetuneData(split, features, images), base, depth, params, 32, seed=4,
                     checkpoint_dir=tmp_path / checkpoint, head_from=head_from, progress=progress)
 
@@ -218,6 +218,25 @@ def test_a_killed_job_resumes_at_the_epoch_it_reached(tmp_path):
     # the head on cached representations (milliseconds an epoch, no files) is trained
     # again; fine-tuning goes on from its second epoch's checkpoint
     assert resumed == [1, 2, 3, 3] and metrics["finetune_epochs"] == 3
+    assert history["epoch"].tolist() == [1, 2, 3, 1, 2, 3]
+
+
+def test_a_killed_jobs_checkpoint_is_not_resumed_on_another_base(tmp_path):
+    class Killed(Exception):
+        pass
+
+    calls = []
+
+    def kill_in_second_stage(epoch, max_epochs, val_loss):
+        calls.append(epoch)
+        if len(calls) == 5:  # three head epochs, then the second fine-tuning epoch
+            raise Killed
+
+    with pytest.raises(Killed):
+        _tiny_job(tmp_path, "top", progress=kill_in_second_stage)
+    resumed = []
+    _, history = _tiny_job(tmp_path, "top", progress=lambda e, m, v: resumed.append(e), base_seed=3)
+    assert resumed == [1, 2, 3, 1, 2, 3]  # fine-tuning starts again from the new base
     assert history["epoch"].tolist() == [1, 2, 3, 1, 2, 3]
 
 

@@ -451,6 +451,15 @@ class FinetuneData:
     images: np.ndarray | LazyImages | None = None
 
 
+def _arrays_digest(arrays) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop: int, seed: int, checkpoint_dir,
              progress=None, logger=None, head_from: str = "features") -> tuple[dict, pd.DataFrame]:
     """Train the head on the frozen base, then (unless ``depth`` is 'frozen') unfreeze the
@@ -473,9 +482,14 @@ def finetune(data: FinetuneData, base, depth: str, params: FinetuneParams, crop:
     cached = head_from == "features"
     head_max_epochs, head_patience = params.max_epochs(train_size, cached), params.patience(train_size, cached)
     folder = Path(checkpoint_dir)
+    # the starting weights and cached representations too: a checkpoint left by a killed job
+    # must not be resumed on a base that has since been retrained
     fingerprint = hashlib.sha256(json.dumps(
         {"split": split[["galaxy_id", "label", "split"]].to_numpy().tolist(), "depth": depth, "crop": crop,
-         "seed": seed, "params": asdict(params), "head_from": head_from}, default=str).encode()).hexdigest()
+         "seed": seed, "params": asdict(params), "head_from": head_from,
+         "base": _arrays_digest(base.get_weights()) if base is not None else None,
+         "features": _arrays_digest([data.features]) if data.features is not None else None},
+        default=str).encode()).hexdigest()
     needs_images = depth != "frozen" or head_from == "images"
     if needs_images and (data.images is None or base is None):
         raise ValueError(f"unfreezing to {depth!r} with the head trained from {head_from} needs the galaxies' "
