@@ -200,19 +200,24 @@ def test_one_tiny_finetuning_job_end_to_end(tmp_path):
     assert len(history_again) == len(history)
 
 
-def test_a_killed_job_resumes_at_the_epoch_it_reached(tmp_path):
-    class Killed(Exception):
-        pass
+class Killed(Exception):
+    pass
 
+
+def _kill_a_tiny_job_in_its_second_stage(tmp_path):
     calls = []
 
-    def kill_in_second_stage(epoch, max_epochs, val_loss):
+    def kill(epoch, max_epochs, val_loss):
         calls.append(epoch)
         if len(calls) == 5:  # three head epochs, then the second fine-tuning epoch
             raise Killed
 
     with pytest.raises(Killed):
-        _tiny_job(tmp_path, "top", progress=kill_in_second_stage)
+        _tiny_job(tmp_path, "top", progress=kill)
+
+
+def test_a_killed_job_resumes_at_the_epoch_it_reached(tmp_path):
+    _kill_a_tiny_job_in_its_second_stage(tmp_path)
     resumed = []
     metrics, history = _tiny_job(tmp_path, "top", progress=lambda e, m, v: resumed.append(e))
     # the head on cached representations (milliseconds an epoch, no files) is trained
@@ -222,18 +227,7 @@ def test_a_killed_job_resumes_at_the_epoch_it_reached(tmp_path):
 
 
 def test_a_killed_jobs_checkpoint_is_not_resumed_on_another_base(tmp_path):
-    class Killed(Exception):
-        pass
-
-    calls = []
-
-    def kill_in_second_stage(epoch, max_epochs, val_loss):
-        calls.append(epoch)
-        if len(calls) == 5:  # three head epochs, then the second fine-tuning epoch
-            raise Killed
-
-    with pytest.raises(Killed):
-        _tiny_job(tmp_path, "top", progress=kill_in_second_stage)
+    _kill_a_tiny_job_in_its_second_stage(tmp_path)
     resumed = []
     _, history = _tiny_job(tmp_path, "top", progress=lambda e, m, v: resumed.append(e), base_seed=3)
     assert resumed == [1, 2, 3, 1, 2, 3]  # fine-tuning starts again from the new base
