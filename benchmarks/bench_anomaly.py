@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from morphtools.anomaly.methods import make_gp as interest_model
+
 
 def acquisition_steps(pool: int, dims: int, steps: int, rated: int = 200, batch: int = 10, seed: int = 0,
                       make_model=None):
@@ -78,12 +80,11 @@ def acquisition_steps(pool: int, dims: int, steps: int, rated: int = 200, batch:
 
 
 def scikit_learn_gp(seed: int, normalize_y: bool = False):
-    """The baseline: the same kernel in scikit-learn's GaussianProcessRegressor itself."""
+    """The baseline: the interest model's settings in scikit-learn's GaussianProcessRegressor itself."""
     from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
 
-    return GaussianProcessRegressor(kernel=RationalQuadratic() + WhiteKernel(), normalize_y=normalize_y,
-                                    random_state=seed)
+    # bound at import: whole_runs swaps methods.make_gp for this function
+    return GaussianProcessRegressor(**interest_model(seed, normalize_y).get_params(deep=False))
 
 
 def whole_runs(experiment: Path, runs: int, seed: int = 0):

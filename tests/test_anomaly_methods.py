@@ -129,12 +129,11 @@ def test_interest_gp_predicts_what_scikit_learn_predicts(monkeypatch, normalize_
 
 def test_gp_active_learning_acquires_what_scikit_learns_gp_acquires(monkeypatch):
     from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
 
     X, ratings = clustered_survey()
     fast = run_method("cnn_gp", X, ratings, SMALL, seed=5)
     monkeypatch.setattr(methods, "make_gp", lambda seed, normalize_y=False: GaussianProcessRegressor(
-        kernel=RationalQuadratic() + WhiteKernel(), normalize_y=normalize_y, random_state=seed))
+        **make_gp(seed, normalize_y).get_params(deep=False)))
     reference = run_method("cnn_gp", X, ratings, SMALL, seed=5)
     np.testing.assert_array_equal(fast.acquired, reference.acquired)
     np.testing.assert_allclose(fast.scores, reference.scores, atol=1e-10)

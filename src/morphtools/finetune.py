@@ -211,7 +211,7 @@ def _efficientnet_base(crop: int, channels: int):
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 
 
-def _imagenet_efficientnet(crop: int, weights_path) -> object:
+def _imagenet_efficientnet(crop: int, weights_path):
     """The RGB EfficientNetB0 exactly as Keras builds it for ``weights="imagenet"``, with
     the weights read from ``weights_path`` instead of downloaded.
 

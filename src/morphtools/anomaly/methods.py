@@ -103,9 +103,10 @@ class InterestGP(GaussianProcessRegressor):
     deviation over a large pool computed in blocks of rows when the fitted kernel is the
     interest model's rational quadratic + white.
 
-    Same mathematics as the parent's ``predict`` (agreement to 1e-8 relative is tested; ~1e-14 without normalize_y); three
-    times faster over a 60,000 x 40 pool on one core, and the memory is a block
-    (PREDICT_BLOCK_ROWS x n_rated) instead of two pool x n_rated matrices. The variance
+    Same mathematics as the parent's ``predict`` (agreement to 1e-8 relative is tested,
+    ~1e-14 without normalize_y); about three times faster over a 60,000 x 40 pool on one
+    core, and the memory is a block (PREDICT_BLOCK_ROWS x n_rated) instead of two
+    pool x n_rated matrices. The variance
     uses the inverse of the Cholesky factor (n_rated x n_rated, well conditioned through
     the white kernel) in a matrix product, which is faster than a triangular solve with
     60,000 right-hand sides. Every other case (unfitted, covariance asked for, another
