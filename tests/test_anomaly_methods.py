@@ -179,6 +179,13 @@ def test_interest_gp_fit_reaches_scikit_learns_maximum_likelihood():
                                                                     rel=1e-8)
         for ours, theirs in zip(fast.predict(pool, return_std=True), reference.predict(pool, return_std=True), strict=True):
             np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    # a refit on the same array object with new values (copy_X_train=False) sees the new values
+    shared = X[:60].copy()
+    reused = InterestGP(kernel=make_gp(0).kernel, copy_X_train=False, random_state=0).fit(shared, y[:60])
+    shared[:] = X[60:120]
+    reused.fit(shared, y[60:120])
+    fresh = make_gp(0).fit(X[60:120], y[60:120])
+    assert reused.log_marginal_likelihood_value_ == pytest.approx(fresh.log_marginal_likelihood_value_, rel=1e-10)
     # a kernel outside the fast path (a fixed hyperparameter) is the parent's, exactly
     kernel = RationalQuadratic(alpha_bounds="fixed") + WhiteKernel()
     fixed = InterestGP(kernel=kernel, random_state=0).fit(X[:60], y[:60])

@@ -137,6 +137,11 @@ class InterestGP(GaussianProcessRegressor):
                 and len(theta) == 3 and not any(h.fixed for h in kernel.hyperparameters)
                 and np.ndim(self.y_train_) == 1 and np.ndim(self.alpha) == 0)
 
+    def fit(self, X, y):
+        # a refit may reuse the same array object (copy_X_train=False) with new values
+        self._distances_cache = None
+        return super().fit(X, y)
+
     def _train_squared_distances(self) -> np.ndarray:
         """Squared distances between the rated galaxies, (n_rated, n_rated), computed as the
         kernel computes them and kept for the ~20-50 likelihood evaluations of one refit."""
