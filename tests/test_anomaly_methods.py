@@ -193,6 +193,35 @@ def test_interest_gp_fit_reaches_scikit_learns_maximum_likelihood():
         X[:60], y[:60]).kernel_.theta.tolist()
 
 
+def test_interest_gp_refits_on_one_blas_thread_and_predicts_on_the_callers(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen = {"fit": set(), "predict": set()}
+    likelihood, kernel = InterestGP.log_marginal_likelihood, methods.rational_quadratic_cross
+
+    def recording_likelihood(self, *args, **kwargs):
+        seen["fit"] |= blas_threads()
+        return likelihood(self, *args, **kwargs)
+
+    def recording_kernel(*args, **kwargs):
+        seen["predict"] |= blas_threads()
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(InterestGP, "log_marginal_likelihood", recording_likelihood)
+    monkeypatch.setattr(methods, "rational_quadratic_cross", recording_kernel)
+    X, y = _rated_survey()
+    with threadpool_limits(limits=2, user_api="blas"):
+        if blas_threads() != {2}:
+            pytest.skip("BLAS here cannot run two threads")
+        gp = make_gp(0).fit(X, y)
+        gp.predict(X)
+        assert blas_threads() == {2}  # restored after the fit
+    assert seen == {"fit": {1}, "predict": {2}}
+
+
 def test_gp_active_learning_acquires_what_scikit_learns_gp_acquires(monkeypatch):
     from sklearn.gaussian_process import GaussianProcessRegressor
 

@@ -33,6 +33,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RationalQuadratic, Sum, WhiteKernel
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 METHODS = ("cnn_gp", "ellipse_gp", "baseline", "random")
 # which features each method reads
@@ -138,9 +139,13 @@ class InterestGP(GaussianProcessRegressor):
                 and np.ndim(self.y_train_) == 1 and np.ndim(self.alpha) == 0)
 
     def fit(self, X, y):
+        """The parent's fit, on one BLAS thread: its n_rated x n_rated algebra is too small
+        to share, and with threads contending for a busy machine's cores it ran 4-10x
+        slower (measured). The posterior over the pool (``predict``) keeps the caller's threads."""
         # a refit may reuse the same array object (copy_X_train=False) with new values
         self._distances_cache = None
-        return super().fit(X, y)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return super().fit(X, y)
 
     def _train_squared_distances(self) -> np.ndarray:
         """Squared distances between the rated galaxies, (n_rated, n_rated), computed as the
