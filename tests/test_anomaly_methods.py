@@ -136,17 +136,24 @@ def _rated_survey(n_rated=80, dims=8, seed=2):
     return X, y
 
 
+def _parent_likelihood_must_not_run(*args, **kwargs):
+    raise AssertionError("scikit-learn's log_marginal_likelihood ran instead of InterestGP's")
+
+
 @pytest.mark.parametrize("normalize_y", [False, True])
-def test_interest_gp_likelihood_and_gradient_are_scikit_learns(normalize_y):
+def test_interest_gp_likelihood_and_gradient_are_scikit_learns(monkeypatch, normalize_y):
     from sklearn.gaussian_process import GaussianProcessRegressor
 
     X, y = _rated_survey()
-    fast = make_gp(0, normalize_y).fit(X, y)
     reference = GaussianProcessRegressor(**make_gp(0, normalize_y).get_params(deep=False)).fit(X, y)
+    with monkeypatch.context() as patch:  # the fast path, never the parent's, in the fit
+        patch.setattr(GaussianProcessRegressor, "log_marginal_likelihood", _parent_likelihood_must_not_run)
+        fast = make_gp(0, normalize_y).fit(X, y)
     bounds = fast.kernel_.bounds
     thetas = [fast.kernel_.theta, np.zeros(3), np.array([5.0, 2.0, -3.0]), bounds[:, 0], bounds[:, 1],
               np.array([bounds[0, 1], 0.5, bounds[2, 0]])]
     for theta in thetas:
+        assert fast._fits_fast_likelihood(theta)
         value, gradient = fast.log_marginal_likelihood(theta, eval_gradient=True)
         ref_value, ref_gradient = reference.log_marginal_likelihood(theta, eval_gradient=True)
         assert value == pytest.approx(ref_value, rel=1e-12, abs=1e-9), theta
@@ -186,9 +193,17 @@ def test_interest_gp_fit_reaches_scikit_learns_maximum_likelihood():
     reused.fit(shared, y[60:120])
     fresh = make_gp(0).fit(X[60:120], y[60:120])
     assert reused.log_marginal_likelihood_value_ == pytest.approx(fresh.log_marginal_likelihood_value_, rel=1e-10)
-    # a kernel outside the fast path (a fixed hyperparameter) is the parent's, exactly
+    # a kernel outside the fast path (a fixed hyperparameter; a subclass of the kernel) is
+    # the parent's, exactly
     kernel = RationalQuadratic(alpha_bounds="fixed") + WhiteKernel()
     fixed = InterestGP(kernel=kernel, random_state=0).fit(X[:60], y[:60])
+    assert not fixed._fits_fast_likelihood(fixed.kernel_.theta)
+
+    class OtherRationalQuadratic(RationalQuadratic):
+        pass
+
+    other = InterestGP(kernel=OtherRationalQuadratic() + WhiteKernel(), random_state=0).fit(X[:60], y[:60])
+    assert not other._fits_fast_likelihood(other.kernel_.theta)
     assert fixed.kernel_.theta.tolist() == GaussianProcessRegressor(kernel=kernel, random_state=0).fit(
         X[:60], y[:60]).kernel_.theta.tolist()
 

@@ -104,6 +104,12 @@ def rational_quadratic_cross(X: np.ndarray, Y: np.ndarray, length_scale: float, 
     return K
 
 
+def _is_exactly_rational_quadratic_plus_white(kernel) -> bool:
+    """Exact types: a subclass may compute another kernel under the same names."""
+    return (type(kernel) is Sum and type(kernel.k1) is RationalQuadratic
+            and type(kernel.k2) is WhiteKernel)
+
+
 class InterestGP(GaussianProcessRegressor):
     """scikit-learn's ``GaussianProcessRegressor`` with two faster paths for the interest
     model's rational quadratic + white kernel; the same mathematics, so modAL's loop and the
@@ -125,27 +131,31 @@ class InterestGP(GaussianProcessRegressor):
     hyperparameter, several targets) is the parent's."""
 
     def _is_rational_quadratic_plus_white(self) -> bool:
-        kernel = getattr(self, "kernel_", None)
-        return (isinstance(kernel, Sum) and isinstance(kernel.k1, RationalQuadratic)
-                and isinstance(kernel.k2, WhiteKernel) and np.ndim(self.alpha_) == 1)
+        return _is_exactly_rational_quadratic_plus_white(getattr(self, "kernel_", None)) and np.ndim(self.alpha_) == 1
 
     def _fits_fast_likelihood(self, theta) -> bool:
         """The fast likelihood applies to the rational quadratic + white kernel with all three
         hyperparameters free (theta = log alpha, log length scale, log noise) and one target."""
         kernel = getattr(self, "kernel_", None)
-        return (theta is not None and isinstance(kernel, Sum) and isinstance(kernel.k1, RationalQuadratic)
-                and isinstance(kernel.k2, WhiteKernel) and np.size(kernel.k1.length_scale) == 1
+        return (theta is not None and _is_exactly_rational_quadratic_plus_white(kernel)
+                and np.size(kernel.k1.length_scale) == 1
                 and len(theta) == 3 and not any(h.fixed for h in kernel.hyperparameters)
                 and np.ndim(self.y_train_) == 1 and np.ndim(self.alpha) == 0)
 
     def fit(self, X, y):
         """The parent's fit, on one BLAS thread: its n_rated x n_rated algebra is too small
         to share, and with threads contending for a busy machine's cores it ran 4-10x
-        slower (measured). The posterior over the pool (``predict``) keeps the caller's threads."""
-        # a refit may reuse the same array object (copy_X_train=False) with new values
+        slower (measured). The posterior over the pool (``predict``) keeps the caller's
+        threads. (The limit is process-wide while the fit runs: fits in concurrent Python
+        threads would share it.)"""
+        # the distances are kept for this refit's likelihood evaluations only: a later call
+        # may come after the caller changed the training array in place (copy_X_train=False)
         self._distances_cache = None
-        with threadpool_limits(limits=1, user_api="blas"):
-            return super().fit(X, y)
+        try:
+            with threadpool_limits(limits=1, user_api="blas"):
+                return super().fit(X, y)
+        finally:
+            self._distances_cache = None
 
     def _train_squared_distances(self) -> np.ndarray:
         """Squared distances between the rated galaxies, (n_rated, n_rated), computed as the
