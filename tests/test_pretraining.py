@@ -109,6 +109,37 @@ def test_batches_are_reproducible_per_epoch(tmp_path):
         np.testing.assert_array_equal(y1, y2)
 
 
+def _augment_before_session_11(image, crop, rng):
+    """augment() as the models in results/ were trained with: each choice drawn as used."""
+    from scipy import ndimage
+
+    angle = rng.uniform(0.0, 360.0)
+    rotated = ndimage.rotate(image.astype(np.float32), angle, reshape=False, order=1, mode="reflect")
+    if rng.random() < 0.5:
+        rotated = rotated[:, ::-1]
+    if rng.random() < 0.5:
+        rotated = rotated[::-1, :]
+    r = rotated.shape[0]
+    y, x = rng.integers(0, r - crop + 1, size=2)
+    return rotated[y:y + crop, x:x + crop]
+
+
+def test_augmented_batches_do_not_depend_on_the_number_of_workers(tmp_path):
+    paths, _ = write_shards(tmp_path)
+    store = ImageStore(paths)
+    counts = np.zeros((21, 3), np.float32)
+    one, four = (VoteBatches(store, np.arange(21), counts, 32, 8, True, seed=5, augment_workers=w) for w in (1, 4))
+    for batches in (one, four):
+        batches.set_epoch(3)
+    for i, ((x1, _), (x4, _)) in enumerate(zip(one, four, strict=True)):
+        np.testing.assert_array_equal(x1, x4)
+        # and the views are the ones the earlier one-at-a-time code drew from the same stream
+        rng = np.random.default_rng([5, 3, i])
+        images = store.read(one.rows[one.order[i * 8:(i + 1) * 8]])
+        expected = np.stack([_augment_before_session_11(im, 32, rng) for im in images])[..., None]
+        np.testing.assert_array_equal(x1, expected)
+
+
 class Interrupt(Exception):
     pass
 

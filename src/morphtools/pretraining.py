@@ -113,19 +113,35 @@ def centre_crop(images: np.ndarray, crop: int) -> np.ndarray:
     return images[:, start:start + crop, start:start + crop]
 
 
+def draw_augmentation(rng: np.random.Generator, size: int, crop: int) -> tuple[float, bool, bool, int, int]:
+    """The random choices of one training view of a (size, size) image: rotation angle in
+    degrees, horizontal flip, vertical flip, and the crop's top-left (row, column). Drawn
+    in one fixed order, so a batch's views do not depend on how they are then computed."""
+    angle = rng.uniform(0.0, 360.0)
+    flip_horizontal = rng.random() < 0.5
+    flip_vertical = rng.random() < 0.5
+    y, x = rng.integers(0, size - crop + 1, size=2)
+    return angle, flip_horizontal, flip_vertical, int(y), int(x)
+
+
+def apply_augmentation(image: np.ndarray, crop: int, view: tuple[float, bool, bool, int, int]) -> np.ndarray:
+    """One training view (:func:`draw_augmentation`'s choices) of one galaxy: rotation
+    (bilinear, edges reflected), flips, then the ``crop`` square. (r, r) -> (crop, crop)
+    float32."""
+    angle, flip_horizontal, flip_vertical, y, x = view
+    rotated = ndimage.rotate(image.astype(np.float32), angle, reshape=False, order=1, mode="reflect")
+    if flip_horizontal:
+        rotated = rotated[:, ::-1]
+    if flip_vertical:
+        rotated = rotated[::-1, :]
+    return rotated[y:y + crop, x:x + crop]
+
+
 def augment(image: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
     """One training view of one galaxy: rotation by a uniform angle (bilinear, edges
     reflected), random horizontal and vertical flips, random ``crop`` square. (r, r) ->
     (crop, crop) float32."""
-    angle = rng.uniform(0.0, 360.0)
-    rotated = ndimage.rotate(image.astype(np.float32), angle, reshape=False, order=1, mode="reflect")
-    if rng.random() < 0.5:
-        rotated = rotated[:, ::-1]
-    if rng.random() < 0.5:
-        rotated = rotated[::-1, :]
-    r = rotated.shape[0]
-    y, x = rng.integers(0, r - crop + 1, size=2)
-    return rotated[y:y + crop, x:x + crop]
+    return apply_augmentation(image, crop, draw_augmentation(rng, image.shape[0], crop))
 
 
 def model_input(images: np.ndarray) -> np.ndarray:
@@ -175,12 +191,15 @@ class VoteBatches:
     Training batches (``augment_images``) all have ``batch_size`` galaxies: the few left
     over after the last full batch are skipped for that epoch (a different few each epoch,
     as the order is reshuffled), because a batch of another shape makes the compiled
-    training step trace again, which costs seconds per epoch on a CPU."""
+    training step trace again, which costs seconds per epoch on a CPU. ``augment_workers``
+    threads compute a training batch's views (the same views for any number of workers):
+    on a GPU the one-thread rotation at the paper's 300 px would keep it waiting."""
 
     def __init__(self, store: ImageStore, rows, counts, crop: int, batch_size: int, augment_images: bool,
-                 seed: int):
+                 seed: int, augment_workers: int = 1):
         self.store, self.rows, self.counts = store, np.asarray(rows), counts
         self.crop, self.batch_size = crop, batch_size
+        self.augment_workers = max(1, int(augment_workers))
         self.drop_remainder = augment_images and len(self.rows) >= batch_size
         self.augment_images, self.seed = augment_images, seed
         self.set_epoch(0)
@@ -204,7 +223,21 @@ class VoteBatches:
         images = self.store.read(self.rows[sel])
         if self.augment_images:
             rng = np.random.default_rng([self.seed, self.epoch, i])
-            views = np.stack([augment(im, self.crop, rng) for im in images])
+            choices = [draw_augmentation(rng, images.shape[1], self.crop) for _ in range(len(images))]
+            views = np.empty((len(images), self.crop, self.crop), np.float32)
+
+            def compute(part):
+                for j in part:
+                    views[j] = apply_augmentation(images[j], self.crop, choices[j])
+
+            parts = np.array_split(np.arange(len(images)), min(self.augment_workers, len(images)))
+            if len(parts) > 1:
+                # the rotation releases the GIL for part of its work; the choices are drawn
+                # first, so the batch is the same whatever the number of workers
+                with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+                    list(pool.map(compute, parts))
+            else:
+                compute(parts[0])
         else:
             views = centre_crop(images, self.crop)
         return model_input(views), self.counts[sel]
@@ -493,11 +526,11 @@ HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "seconds", "images_per_second", 
 
 
 def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: TrainingParams,
-             checkpoint_dir, progress=None, logger=None):
+             checkpoint_dir, progress=None, logger=None, augment_workers: int = 1):
     """Train from random initialisation (resuming from ``checkpoint_dir`` if it holds this
     run's checkpoint). ``counts`` (len(store), n_answers) aligned with ``store``'s rows.
     Stops after ``params.epochs`` or ``params.patience`` epochs without a better validation
-    loss.
+    loss. ``augment_workers``: threads for the training views (results do not depend on it).
 
     Returns (model with the best validation weights, history DataFrame with one row per
     epoch, :data:`HISTORY_COLUMNS`: mean training loss, validation loss, and wall times in
@@ -522,7 +555,8 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
                  "stopped_early": False, "history": []}
         model = compile_model(build_model(spec, seed=params.seed), spec, params.learning_rate)
-    train = VoteBatches(store, train_rows, counts[train_rows], spec.crop_size, params.batch_size, True, params.seed)
+    train = VoteBatches(store, train_rows, counts[train_rows], spec.crop_size, params.batch_size, True, params.seed,
+                        augment_workers=augment_workers)
     val = VoteBatches(store, val_rows, counts[val_rows], spec.crop_size, params.batch_size, False, params.seed)
     if logger:
         logger.info("pretraining on %d galaxies, validating on %d; crop %d px; %d answers; backend %s",

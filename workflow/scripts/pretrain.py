@@ -26,8 +26,11 @@ params = TrainingParams(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lear
 store = ImageStore(snakemake.input.crops, max_memory_bytes=int(cfg["max_memory_gb"] * 2**30))
 catalogue = pd.read_csv(snakemake.input.catalogue, dtype={"galaxy_id": str})
 counts = vote_counts(catalogue, store.galaxy_ids, spec)
+# On a GPU the job's CPU threads are free to compute the augmented views (the same views
+# for any number of workers); on a CPU the training step already uses them all.
+augment_workers = snakemake.threads if device == "gpu" else 1
 model, history = pretrain(store, counts, spec, params, snakemake.params.checkpoint_dir,
-                          progress=progress_counter, logger=log)
+                          progress=progress_counter, logger=log, augment_workers=augment_workers)
 with atomic_path(snakemake.output.weights, suffix=".part.weights.h5") as tmp:
     model.save_weights(tmp)
 write_csv(history, snakemake.output.history)
