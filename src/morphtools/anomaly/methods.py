@@ -150,21 +150,22 @@ class InterestGP(GaussianProcessRegressor):
         threads would share it.)"""
         # the distances are kept for this refit's likelihood evaluations only: a later call
         # may come after the caller changed the training array in place (copy_X_train=False)
-        self._distances_cache = None
+        self._refit_distances = {}
         try:
             with threadpool_limits(limits=1, user_api="blas"):
                 return super().fit(X, y)
         finally:
-            self._distances_cache = None
+            self._refit_distances = None
 
     def _train_squared_distances(self) -> np.ndarray:
         """Squared distances between the rated galaxies, (n_rated, n_rated), computed as the
-        kernel computes them and kept for the ~20-50 likelihood evaluations of one refit."""
-        cached = getattr(self, "_distances_cache", None)
-        if cached is None or cached[0] is not self.X_train_:
-            cached = (self.X_train_, squareform(pdist(self.X_train_, metric="sqeuclidean")))
-            self._distances_cache = cached
-        return cached[1]
+        kernel computes them; kept only during a refit (its ~20-50 likelihood evaluations)."""
+        kept = getattr(self, "_refit_distances", None)
+        if kept is None:  # a call outside fit
+            return squareform(pdist(self.X_train_, metric="sqeuclidean"))
+        if "distances" not in kept:
+            kept["distances"] = squareform(pdist(self.X_train_, metric="sqeuclidean"))
+        return kept["distances"]
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False, clone_kernel=True):
         """The parent's log marginal likelihood (and its gradient in log hyperparameters).
