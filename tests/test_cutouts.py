@@ -112,3 +112,54 @@ def test_a_galaxy_without_radii_is_recorded_not_fatal(tmp_path):
     manifest = fetch_shard(rows, source, tmp_path)
     assert manifest["status"].tolist() == ["fetched", "rejected"] and source.calls == ["A"]
     assert manifest["reason"].iloc[1].startswith("B: no usable Petrosian radii (petro_th50=nan")
+
+
+class KeyedSource(FakeSource):
+    """A source whose cutouts answer only while their ``content_key`` card matches."""
+
+    def __init__(self, version="v1"):
+        super().__init__()
+        self.version = version
+
+    def content_key(self, request):
+        return {"SIMRENDR": f"{self.version}-{request.galaxy_id}"}
+
+
+def test_a_cached_cutout_from_other_data_or_code_is_fetched_again(tmp_path):
+    rows = pd.DataFrame({"galaxy_id": ["A", "B"], "ra": [1.0, 2.0], "dec": [0.0, 0.0],
+                         "petro_th50": [2.0, 2.0], "petro_th90": [5.0, 5.0]})
+    source = KeyedSource("v1")
+    fetch_shard(rows, source, tmp_path)
+    assert fits.getheader(cutout_path(tmp_path, "A"))["SIMRENDR"] == "v1-A"
+    source.calls.clear()
+    assert fetch_shard(rows, source, tmp_path)["status"].tolist() == ["cached", "cached"] and not source.calls
+    # a new rendering (or data release) makes every cached cutout stale
+    source.version = "v2"
+    assert fetch_shard(rows, source, tmp_path)["status"].tolist() == ["fetched", "fetched"]
+    assert sorted(source.calls) == ["A", "B"]
+    assert fits.getheader(cutout_path(tmp_path, "B"))["SIMRENDR"] == "v2-B"
+    # a cutout written before sources had keys carries none: fetched again, once
+    write_fits_atomic(cutout_path(tmp_path, "A"), np.full((3, 20, 20), 0.5, np.float32),
+                      cutout_request("A", 1.0, 0.0, 2.0, 5.0), "grz")
+    source.calls.clear()
+    assert fetch_shard(rows, source, tmp_path)["status"].tolist() == ["fetched", "cached"]
+    assert source.calls == ["A"]
+
+
+def test_legacy_survey_cutouts_answer_only_for_their_data_release(tmp_path):
+    from morphtools.cutouts import cached_cutout_problem
+    from morphtools.legacy_survey import LegacySurveyClient
+
+    request = cutout_request("A", 1.0, 0.0, 2.0, 5.0)
+    dr5 = LegacySurveyClient(url="http://127.0.0.1:1/cutout", layer="decals-dr5")
+    path = cutout_path(tmp_path, "A")
+    # as fetch_shard wrote them before content keys: the provenance cards alone
+    write_fits_atomic(path, np.full((3, request.size, request.size), 0.5, np.float32), request, "grz",
+                      dr5.provenance)
+    assert cached_cutout_problem(path, request, "grz", dr5.content_key(request)) is None
+    # a mirror serves the same release
+    mirror = LegacySurveyClient(url="http://127.0.0.2:1/cutout", layer="decals-dr5")
+    assert cached_cutout_problem(path, request, "grz", mirror.content_key(request)) is None
+    dr10 = LegacySurveyClient(url="http://127.0.0.1:1/cutout", layer="ls-dr10")
+    problem = cached_cutout_problem(path, request, "grz", dr10.content_key(request))
+    assert "LAYER 'decals-dr5', want 'ls-dr10'" in problem

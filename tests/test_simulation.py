@@ -149,3 +149,77 @@ def test_a_very_large_gz2_galaxy_is_rendered_over_its_whole_field_at_a_capped_si
         assert size * pixscale == pytest.approx(field, rel=0.1 if native else 1e-9)
         assert (pixscale == survey.SDSS_PIXSCALE) == native and size <= 512
     assert (tmp_path / "galaxy.jpg").exists()
+
+
+def test_cached_simulated_images_are_rendered_again_when_their_truth_or_the_rendering_changes(tmp_path, monkeypatch):
+    import morphtools.simulation.render as render_module
+    from morphtools.cutouts import cutout_request
+    from morphtools.simulation.sky import SimulatedSky
+    from morphtools.simulation.survey import gz2_jpeg_digest, jpeg_comment, render_gz2_shard
+
+    truth = sample_population(3, seed=21)
+    truth.insert(0, "gz2_id", [101, 102, 103])
+    truth["petro_r90"] = 3.0  # small fields: fast
+    rows = pd.DataFrame({"galaxy_id": ["101", "102", "103"]})
+    first = render_gz2_shard(rows, truth, tmp_path)
+    assert first["status"].tolist() == ["fetched"] * 3
+    assert jpeg_comment(tmp_path / "102.jpg") == gz2_jpeg_digest(truth.iloc[1])
+    mtimes = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.jpg")}
+    assert render_gz2_shard(rows, truth, tmp_path)["status"].tolist() == ["cached"] * 3
+    # one galaxy's truth changes: only its image is rendered again
+    changed = truth.copy()
+    changed.loc[1, "mag_r"] += 0.5
+    assert render_gz2_shard(rows, changed, tmp_path)["status"].tolist() == ["cached", "fetched", "cached"]
+    assert (tmp_path / "101.jpg").stat().st_mtime_ns == mtimes["101.jpg"]
+    # an image without a digest (rendered before digests existed; here it even shows
+    # another galaxy) is rendered again
+    from PIL import Image
+
+    with Image.open(tmp_path / "101.jpg") as img:
+        Image.fromarray(np.asarray(img)).save(tmp_path / "103.jpg", format="JPEG")
+    assert jpeg_comment(tmp_path / "103.jpg") is None
+    assert render_gz2_shard(rows, changed, tmp_path)["status"].tolist() == ["cached", "cached", "fetched"]
+    # a new rendering version: everything is rendered again
+    monkeypatch.setattr(render_module, "RENDER_VERSION", render_module.RENDER_VERSION + 1)
+    assert render_gz2_shard(rows, changed, tmp_path)["status"].tolist() == ["fetched"] * 3
+
+    # the DECaLS-like sky keys its cutouts the same way
+    sky = SimulatedSky(truth.drop(columns="gz2_id"))
+    row = truth.iloc[0]
+    request = cutout_request("x", row["ra"], row["dec"], 2.0, 5.0)
+    key = sky.content_key(request)["SIMRENDR"]
+    assert len(key) == 64
+    monkeypatch.setattr(render_module, "RENDER_VERSION", render_module.RENDER_VERSION + 1)
+    assert sky.content_key(request)["SIMRENDR"] != key
+    assert SimulatedSky(changed.drop(columns="gz2_id")).content_key(request) == sky.content_key(request)  # row 0 unchanged
+    blank = cutout_request("y", row["ra"] + 1.0, row["dec"], 2.0, 5.0)
+    assert sky.content_key(blank) == {}
+
+
+# (RENDER_VERSION, SHA-256 of the code that makes simulated pixels) as last reviewed
+RENDERING_REVIEWED = (1, "b8c373e3f25603943b6217345fa7afddfc7c37a4f7b4f6591dc31a9a649de5a0")
+
+
+def rendering_code_digest() -> str:
+    import hashlib
+    import inspect
+    from pathlib import Path
+
+    import morphtools.simulation.render as render_module
+    from morphtools.cutouts import field_grid
+    from morphtools.simulation.sky import SimulatedSky
+    from morphtools.simulation.survey import render_gz2_jpeg
+
+    sources = [Path(render_module.__file__).read_text()] + [
+        inspect.getsource(f) for f in (nucleus_separation, SimulatedSky.fetch, render_gz2_jpeg, field_grid)]
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()
+
+
+def test_a_change_to_the_rendering_code_is_reviewed_against_the_render_version():
+    from morphtools.simulation.version import RENDER_VERSION
+
+    now = (RENDER_VERSION, rendering_code_digest())
+    assert now == RENDERING_REVIEWED, (
+        "The code that renders simulated images changed. If it changes pixels, bump RENDER_VERSION in "
+        "src/morphtools/simulation/version.py (cached images are then rendered again; otherwise they "
+        f"survive reruns). Then set RENDERING_REVIEWED in this file to {now}.")

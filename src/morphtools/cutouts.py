@@ -73,7 +73,12 @@ class CutoutError(Exception):
 
 
 class CutoutSource(Protocol):
-    """Anything that turns a request into a (bands, size, size) float32 cube."""
+    """Anything that turns a request into a (bands, size, size) float32 cube.
+
+    Optional: ``provenance`` (header cards written into every cutout) and
+    ``content_key(request)`` (header cards a cached cutout must carry, equal, to answer the
+    request, e.g. the data release or the simulation's rendering digest; a cutout without
+    them is fetched again)."""
 
     bands: str
 
@@ -202,10 +207,12 @@ def _fits_size(header) -> int:
     return header_bytes + -(-data_bytes // block) * block
 
 
-def cached_cutout_problem(path: Path, request: CutoutRequest, bands: str) -> str | None:
+def cached_cutout_problem(path: Path, request: CutoutRequest, bands: str,
+                          content_key: dict[str, str] | None = None) -> str | None:
     """None when the cached file answers ``request`` (same bands, size, centre and pixel
-    scale, complete on disk); else why not. Reads only the header: files are written
-    atomically and checked in full when fetched and when preprocessed."""
+    scale, the header cards in ``content_key`` equal, complete on disk); else why not.
+    Reads only the header: files are written atomically and checked in full when fetched
+    and when preprocessed."""
     try:
         header = fits.getheader(path, 0)
     except Exception as err:  # any unreadable header means: fetch again
@@ -219,6 +226,9 @@ def cached_cutout_problem(path: Path, request: CutoutRequest, bands: str) -> str
             return "is centred elsewhere (catalogue position changed)"
         if not math.isclose(float(header["PIXSCALE"]), request.pixscale, rel_tol=1e-6):
             return f"has pixscale {header['PIXSCALE']}, want {request.pixscale:.6g} (radius changed)"
+        for key, value in (content_key or {}).items():
+            if str(header.get(key)) != str(value):
+                return f"was made from other data or code ({key} {header.get(key)!r}, want {value!r})"
         if path.stat().st_size != _fits_size(header):
             return f"is {path.stat().st_size} bytes, header implies {_fits_size(header)} (truncated)"
     except (KeyError, ValueError, TypeError) as err:
@@ -290,8 +300,9 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
 
     Returns a manifest DataFrame ``galaxy_id, path, status, reason`` in row order, status:
 
-    - ``cached``: a file answering this request (same centre, size, pixel scale, bands)
-      was already on disk; nothing is fetched twice;
+    - ``cached``: a file answering this request (same centre, size, pixel scale, bands,
+      and the source's ``content_key`` cards) was already on disk; nothing is fetched
+      twice;
     - ``fetched``: downloaded, validated, written atomically;
     - ``rejected``: the data cannot be used (no coverage, wrong band count or shape); the
       verdict is remembered beside the cache so a re-run does not ask again;
@@ -306,6 +317,7 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
     remove_stale_parts(cache_dir, ids, log)
     provenance = dict(getattr(source, "provenance", {}) or {})
     records: list[tuple | None] = [None] * len(ids)
+    content_key = getattr(source, "content_key", None)
     requests_: list[CutoutRequest | None] = []
     for i, (gid, ra, dec, th50, th90) in enumerate(zip(ids, rows["ra"], rows["dec"], rows["petro_th50"],
                                                        rows["petro_th90"], strict=True)):
@@ -315,12 +327,14 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
             requests_.append(None)
             records[i] = (gid, "", "rejected", str(err))
     todo = []
+    keys: dict[int, dict[str, str]] = {}
     for i, (gid, request) in enumerate(zip(ids, requests_, strict=True)):
         if request is None:
             continue
+        keys[i] = dict(content_key(request)) if content_key is not None else {}
         path = cutout_path(cache_dir, gid)
         if path.exists():
-            problem = cached_cutout_problem(path, request, bands)
+            problem = cached_cutout_problem(path, request, bands, keys[i])
             if problem is None:
                 records[i] = (gid, str(path), "cached", "")
                 continue
@@ -348,7 +362,7 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
         except Exception as err:  # a service failure for one galaxy must not sink the shard
             detail = str(err) if isinstance(err, DownloadError) else f"{type(err).__name__}: {err}"
             return (gid, "", "failed", f"{gid}: {detail}")
-        write_fits_atomic(path, cube, request, bands, provenance)
+        write_fits_atomic(path, cube, request, bands, {**provenance, **keys[i]})
         rejection_path(path).unlink(missing_ok=True)
         return (gid, str(path), "fetched", "")
 

@@ -38,6 +38,11 @@ class LegacySurveyClient:
         self._log = log
         self.provenance = {"LAYER": layer, "SERVICE": url[:68]}
 
+    def content_key(self, request: CutoutRequest) -> dict[str, str]:
+        """A cached cutout answers only for the same data release (its ``LAYER`` card); the
+        service URL may change (a mirror) without the pixels changing."""
+        return {"LAYER": self.layer}
+
     def params(self, request: CutoutRequest) -> dict:
         if request.size > MAX_SERVICE_SIZE:
             raise CutoutError(f"{request.galaxy_id}: {request.size} px exceeds the service's {MAX_SERVICE_SIZE}")

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "src"))
 from morphtools.catalogue import table_columns  # noqa: E402
 from morphtools.decision_tree import DECALS_DR5, DECALS_QUESTIONS  # noqa: E402
 from morphtools.sharding import shard_digest  # noqa: E402
+from morphtools.simulation.version import RENDER_VERSION  # noqa: E402
 
 
 validate(config, schema="../schemas/config.schema.yaml")

@@ -1,6 +1,8 @@
 # Per shard: fetch images (cutouts from the sky or the Legacy Survey, GZ DECaLS PNGs, JPEGs
 # from the GZ2 archive), then crops for the CNN. Never per galaxy: a shard is the unit of
-# work and of rebuild. Images are cached under resources/ and never fetched twice.
+# work and of rebuild. Images are cached under resources/ and never fetched twice; a cached
+# image is kept only while it answers the request (and, simulated, while its rendering
+# digest matches: see morphtools.simulation.version).
 
 
 if IMAGES in ("simulated", "legacy_survey"):
@@ -15,6 +17,8 @@ if IMAGES in ("simulated", "legacy_survey"):
         params:
             rows_digest=shard_rows_digest("decals"),
             images=IMAGES,
+            # a new rendering version reruns the rule, which renders again what it changed
+            **({"render_version": RENDER_VERSION} if IMAGES == "simulated" else {}),
             cache_dir=CUTOUT_CACHE,
             cutouts=config["cutouts"],
             retry=config["downloads"],
@@ -90,6 +94,7 @@ if GZ2_SOURCE == "simulated":
         params:
             rows_digest=shard_rows_digest("gz2"),
             image_dir=f"{SIM}/gz2/images_training_rev1",
+            render_version=RENDER_VERSION,
         threads: 1
         resources:
             mem_mb=2000,

@@ -17,6 +17,6 @@ log = log_to(snakemake.log[0], f"gz2_images.shard_{shard}")
 cat = read_catalogue(snakemake.input.catalogue)
 rows = cat[cat["shard"] == shard]
 manifest = render_gz2_shard(rows, pd.read_csv(snakemake.input.sky), snakemake.params.image_dir,
-                            progress=progress_bar(f"gz2 images shard {shard}"))
+                            progress=progress_bar(f"gz2 images shard {shard}"), log=log)
 write_csv(manifest, snakemake.output.manifest)
 log.info("shard %d: %s", shard, manifest["status"].value_counts().to_dict())

@@ -11,12 +11,15 @@ with numpy; PSF convolution is an FFT.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy.signal import fftconvolve
 
 from .population import nucleus_separation
+from .version import RENDER_VERSION
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,26 @@ SDSS = SurveyModel(
     nmgy_per_count=0.008,
     seed_salt=7919,
 )
+
+def render_digest(row, survey: SurveyModel, **settings) -> str:
+    """Hex SHA-256 naming everything an image of ``row`` depends on: ``RENDER_VERSION``,
+    the survey model, every column of the galaxy's truth row (a pandas Series or mapping)
+    and the image's ``settings`` (e.g. its field or JPEG quality). Images carry it (FITS
+    header ``SIMRENDR``, JPEG comment) so that a cached image made from other parameters,
+    or by older rendering code, is rendered again rather than kept because it exists."""
+
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    payload = {
+        "render_version": RENDER_VERSION,
+        "survey": asdict(survey),
+        "row": {str(k): plain(v) for k, v in dict(row).items()},
+        "settings": {k: plain(v) for k, v in settings.items()},
+    }
+    # repr keeps every bit of a float; sort_keys makes the digest independent of column order
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
 
 # Colours of each kind of stellar population as (g-r, r-i, r-z) in AB mag
 COLOURS = {

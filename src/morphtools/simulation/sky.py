@@ -10,7 +10,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from ..cutouts import CutoutRequest
-from .render import DECALS, SurveyModel, render, sersic_b
+from .render import DECALS, SurveyModel, render, render_digest, sersic_b
 
 NSA_BAD_PETRO_THETA = 27.653702  # the snapped value NSA assigns to some failed sizes
 
@@ -95,12 +95,24 @@ class SimulatedSky:
         self.match_radius = match_radius_arcsec
         self._coords = SkyCoord(self.truth["ra"].to_numpy() * u.deg, self.truth["dec"].to_numpy() * u.deg)
 
-    def fetch(self, request: CutoutRequest) -> np.ndarray:
+    def _galaxy_at(self, request: CutoutRequest) -> pd.Series | None:
+        """The truth row of the galaxy nearest the request's centre, or None (no coverage)."""
         target = SkyCoord(request.ra * u.deg, request.dec * u.deg)
         idx, sep, _ = target.match_to_catalog_sky(self._coords)
-        if sep.arcsec > self.match_radius:
+        return None if sep.arcsec > self.match_radius else self.truth.iloc[int(idx)]
+
+    def content_key(self, request: CutoutRequest) -> dict[str, str]:
+        """Header cards a cached cutout must carry to answer ``request``: the digest of the
+        rendering and the galaxy it would show (``SIMRENDR``; empty where the sky is blank,
+        which fails validation whatever made it). The request's centre, size and pixel
+        scale are compared separately."""
+        row = self._galaxy_at(request)
+        return {} if row is None else {"SIMRENDR": render_digest(row, self.survey)}
+
+    def fetch(self, request: CutoutRequest) -> np.ndarray:
+        row = self._galaxy_at(request)
+        if row is None:
             return np.zeros((len(self.survey.bands), request.size, request.size), np.float32)
-        row = self.truth.iloc[int(idx)]
         # the galaxy sits where it is on the sky relative to the requested centre
         d_ra = (row["ra"] - request.ra) * np.cos(np.radians(request.dec)) * 3600.0
         d_dec = (row["dec"] - request.dec) * 3600.0

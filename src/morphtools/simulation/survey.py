@@ -20,7 +20,7 @@ from PIL import Image
 from ..cutouts import field_grid
 from ..storage import atomic_path, write_csv
 from .population import sample_population
-from .render import SDSS, render
+from .render import SDSS, render, render_digest
 from .sky import nsa_like_table, petrosian_radii
 from .votes import sample_decals_votes, sample_gz2_solutions, sample_rare_features, sample_talk_tags
 
@@ -66,39 +66,70 @@ def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.D
     return truth
 
 
+def gz2_jpeg_digest(row, quality: int = 80, max_render_size: int = 512) -> str:
+    """The rendering digest a GZ2-like JPEG of ``row`` carries in its comment
+    (:func:`~morphtools.simulation.render.render_digest`)."""
+    return render_digest(row, SDSS, image="gz2_jpeg", quality=quality, max_render_size=max_render_size)
+
+
+def jpeg_comment(path: str | os.PathLike) -> str | None:
+    """A JPEG's comment as text, None when it has none or cannot be read (reads the
+    header only)."""
+    try:
+        with Image.open(path) as img:
+            comment = img.info.get("comment")
+    except Exception:  # unreadable: the caller renders it again
+        return None
+    return comment.decode("ascii", "replace") if isinstance(comment, bytes) else comment
+
+
 def render_gz2_jpeg(row, path: str | os.PathLike, quality: int = 80, max_render_size: int = 512) -> None:
     """Render one GZ2-like image: SDSS gri at native 0.396"/px over 424 x 0.02 x petroR90
     arcsec, Lupton et al. (2004) asinh colour (as the SDSS colour images were made),
-    resampled to 424 x 424 and saved as JPEG, atomically. A field wider than
-    ``max_render_size`` native pixels is rendered at that many coarser pixels: the JPEG
-    cannot show finer detail, and rendering memory grows with the square of the size
-    (about 1.5 GB at 512 px; a petroR90 of 100 arcsec would need 2,300 px and ~28 GB)."""
+    resampled to 424 x 424 and saved as JPEG, atomically, with :func:`gz2_jpeg_digest` as
+    its comment. A field wider than ``max_render_size`` native pixels is rendered at that
+    many coarser pixels: the JPEG cannot show finer detail, and rendering memory grows
+    with the square of the size (about 1.5 GB at 512 px; a petroR90 of 100 arcsec would
+    need 2,300 px and ~28 GB)."""
     size, pixscale = field_grid(424 * 0.02 * float(row["petro_r90"]), SDSS_PIXSCALE, max_render_size)
     cube = render(row, SDSS, max(32, size), pixscale)
     g, r, i = cube
     rgb = make_lupton_rgb(i * 1.0, r * 1.25, g * 1.9, minimum=-0.02, stretch=0.35, Q=9)
     img = Image.fromarray(rgb[::-1]).resize((424, 424), Image.Resampling.BICUBIC)
     with atomic_path(path) as tmp:
-        img.save(tmp, format="JPEG", quality=quality)
+        img.save(tmp, format="JPEG", quality=quality,
+                 comment=gz2_jpeg_digest(row, quality, max_render_size).encode("ascii"))
 
 
-def render_gz2_shard(rows: pd.DataFrame, truth: pd.DataFrame, image_dir, progress=None) -> pd.DataFrame:
-    """Render the shard's missing GZ2-like JPEGs into the Kaggle-style ``image_dir``
-    (``{GalaxyID}.jpg``); returns the manifest ``galaxy_id, path, status, reason``."""
+def render_gz2_shard(rows: pd.DataFrame, truth: pd.DataFrame, image_dir, progress=None, log=None) -> pd.DataFrame:
+    """Render the shard's GZ2-like JPEGs into the Kaggle-style ``image_dir``
+    (``{GalaxyID}.jpg``); returns the manifest ``galaxy_id, path, status, reason``.
+
+    An existing image is kept (``cached``) only when its comment holds the digest this
+    galaxy's image would get now; one made from other truth or by other rendering code
+    (``RENDER_VERSION``) is rendered again (``fetched``), so a rerun after a change to the
+    simulation cannot mix old images with new ones. ``log`` (a logger) hears how many."""
     image_dir = Path(image_dir)
     by_id = truth.set_index(truth["gz2_id"].astype(str))
     records = []
+    replaced = 0
     iterator = rows["galaxy_id"].astype(str)
     if progress is not None:
         iterator = progress(iterator, total=len(rows))
     for gid in iterator:
         path = image_dir / f"{gid}.jpg"
-        if path.exists():
-            records.append((gid, str(path), "cached", ""))
-            continue
         if gid not in by_id.index:
             records.append((gid, "", "rejected", f"{gid}: not in the simulated GZ2 survey"))
             continue
-        render_gz2_jpeg(by_id.loc[gid], path)
+        row = by_id.loc[gid]
+        if path.exists():
+            if jpeg_comment(path) == gz2_jpeg_digest(row):
+                records.append((gid, str(path), "cached", ""))
+                continue
+            replaced += 1
+        render_gz2_jpeg(row, path)
         records.append((gid, str(path), "fetched", ""))
+    if log is not None and replaced:
+        log.info("%d existing images were rendered from other parameters or code (render version or truth "
+                 "changed): rendered again", replaced)
     return pd.DataFrame.from_records(records, columns=["galaxy_id", "path", "status", "reason"])
