@@ -391,3 +391,42 @@ def test_weights_checkpoint_round_trips_and_names_a_file_that_does_not_fit(tmp_p
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="best.weights.npz"):
         Checkpoint.load_weights(build_model(ModelSpec(crop_size=32), seed=1), checkpoint.best)  # 34 answers
+
+
+def test_pretraining_can_start_from_another_crop_sizes_weights(tmp_path, caplog):
+    """pretraining.initial_weights: a model trained at one crop size continues at another
+    (global pooling makes every variable independent of the input size)."""
+    from morphtools.model import build_model
+
+    paths, _ = write_shards(tmp_path, (20, 20), size=36)
+    store = ImageStore(paths)
+    counts = np.random.default_rng(1).integers(0, 20, (40, 3)).astype(np.float32)
+    questions = ("smooth-or-featured",)
+    start = build_model(ModelSpec(crop_size=24, questions=questions), seed=9)
+    start_path = tmp_path / "small.weights.h5"
+    start.save_weights(start_path)
+    spec = ModelSpec(crop_size=32, questions=questions)
+    # a learning rate too small to move anything: the trained model is the starting one
+    params = TrainingParams(epochs=1, batch_size=16, learning_rate=1e-12, validation_fraction=0.25, seed=4,
+                            batchnorm_galaxies=0)
+    logger = logging.getLogger("initial-weights-test")
+    with caplog.at_level(logging.INFO, logger="initial-weights-test"):
+        model, _ = pretrain(store, counts, spec, params, tmp_path / "ckpt", logger=logger, initial_weights=start_path)
+    assert f"starting from the weights in {start_path}" in caplog.text
+    trainable = [v.path for v in model.trainable_weights]
+    started = dict(zip([v.path for v in start.weights], start.get_weights(), strict=True))
+    for path, value in zip([v.path for v in model.weights], model.get_weights(), strict=True):
+        if path in trainable:
+            np.testing.assert_allclose(value, started[path], atol=1e-6, err_msg=path)
+    # ... and not what the run's own seed would have drawn
+    seeded = build_model(spec, seed=params.seed)
+    assert any(not np.allclose(a, b) for a, b in zip(seeded.get_weights(), start.get_weights(), strict=True))
+    # the starting weights are part of the checkpoint's identity
+    plain = fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape)
+    assert fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape, "ab" * 32) != plain
+    # weights of a model answering other questions do not fit, and the error names the file
+    other = build_model(ModelSpec(crop_size=24, questions=("smooth-or-featured", "bar")), seed=9)
+    other_path = tmp_path / "bar.weights.h5"
+    other.save_weights(other_path)
+    with pytest.raises(ValueError, match="bar.weights.h5"):
+        pretrain(store, counts, spec, params, tmp_path / "ckpt_other", initial_weights=other_path)

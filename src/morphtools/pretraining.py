@@ -255,14 +255,26 @@ class VoteBatches:
 
 # --- resumable training ---------------------------------------------------------------------
 
-def fingerprint(galaxy_ids, counts: np.ndarray, spec: ModelSpec, params: TrainingParams, image_shape) -> str:
-    """Changes whenever the data or settings of a training run change. The stopping rules
-    (epoch limit, patience) are left out so that raising them continues a finished run
-    instead of restarting it."""
+def file_digest(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(galaxy_ids, counts: np.ndarray, spec: ModelSpec, params: TrainingParams, image_shape,
+                initial_weights_digest: str | None = None) -> str:
+    """Changes whenever the data or settings of a training run change, or the weights it
+    starts from. The stopping rules (epoch limit, patience) are left out so that raising
+    them continues a finished run instead of restarting it."""
     h = hashlib.sha256()
     settings = {k: v for k, v in asdict(params).items() if k not in ("epochs", "patience")}
-    h.update(json.dumps({"spec": asdict(spec), "params": settings, "image_shape": list(image_shape)},
-                        sort_keys=True).encode())
+    identity = {"spec": asdict(spec), "params": settings, "image_shape": list(image_shape)}
+    if initial_weights_digest is not None:  # absent otherwise: existing checkpoints still resume
+        identity["initial_weights"] = initial_weights_digest
+    h.update(json.dumps(identity, sort_keys=True).encode())
     for g in galaxy_ids:
         h.update(str(g).encode() + b"\0")
     h.update(np.ascontiguousarray(counts, np.float32).tobytes())
@@ -526,11 +538,14 @@ HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "seconds", "images_per_second", 
 
 
 def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: TrainingParams,
-             checkpoint_dir, progress=None, logger=None, augment_workers: int = 1):
-    """Train from random initialisation (resuming from ``checkpoint_dir`` if it holds this
-    run's checkpoint). ``counts`` (len(store), n_answers) aligned with ``store``'s rows.
-    Stops after ``params.epochs`` or ``params.patience`` epochs without a better validation
-    loss. ``augment_workers``: threads for the training views (results do not depend on it).
+             checkpoint_dir, progress=None, logger=None, augment_workers: int = 1, initial_weights=None):
+    """Train from random initialisation, or from ``initial_weights`` (a ``.weights.h5`` file
+    of a model answering the same questions; any crop size, since the network ends in
+    global pooling: e.g. a model trained at 64 px continued at 96 px), resuming from
+    ``checkpoint_dir`` if it holds this run's checkpoint. ``counts`` (len(store),
+    n_answers) aligned with ``store``'s rows. Stops after ``params.epochs`` or
+    ``params.patience`` epochs without a better validation loss. ``augment_workers``:
+    threads for the training views (results do not depend on it).
 
     Returns (model with the best validation weights, history DataFrame with one row per
     epoch, :data:`HISTORY_COLUMNS`: mean training loss, validation loss, and wall times in
@@ -544,7 +559,9 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"{len(store)} galaxies give {len(train_rows)} training and {len(val_rows)} "
                          f"validation galaxies; both must be non-empty")
-    checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape))
+    start_digest = None if initial_weights is None else file_digest(initial_weights)
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape,
+                                                        start_digest))
     state = checkpoint.load_state()
     if state is not None:
         keras_classes()  # registers the custom layer and loss the checkpoint names
@@ -555,6 +572,14 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         state = {"epochs_done": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0,
                  "stopped_early": False, "history": []}
         model = compile_model(build_model(spec, seed=params.seed), spec, params.learning_rate)
+        if initial_weights is not None:
+            try:
+                model.load_weights(initial_weights)
+            except ValueError as error:
+                raise ValueError(f"initial weights {initial_weights} do not fit a model answering "
+                                 f"{spec.n_answers} answers: {error}") from error
+            if logger:
+                logger.info("starting from the weights in %s", initial_weights)
     train = VoteBatches(store, train_rows, counts[train_rows], spec.crop_size, params.batch_size, True, params.seed,
                         augment_workers=augment_workers)
     val = VoteBatches(store, val_rows, counts[val_rows], spec.crop_size, params.batch_size, False, params.seed)

@@ -43,7 +43,8 @@ PRETRAINING = config["pretraining"]
 VARIANTS = list(PRETRAINING["variants"])
 # the settings every model's training shares, as the pretrain rule's params: the variants
 # and weights maps name other models too, so adding a variant must not retrain the others
-TRAINING_SETTINGS = {k: v for k, v in PRETRAINING.items() if k not in ("variants", "weights")}
+# (and initial_weights, per variant, is the rule's input: a change retrains that variant only)
+TRAINING_SETTINGS = {k: v for k, v in PRETRAINING.items() if k not in ("variants", "weights", "initial_weights")}
 EMBEDDING_MODEL = config["embedding"]["model"]
 PCA_DIMS = sorted(config["pca"]["components"])
 SIMILARITY = config["similarity"]
@@ -58,6 +59,12 @@ def _check_model_config():
     for name, path in PRETRAINING["weights"].items():
         if not os.path.isfile(path):
             raise FileNotFoundError(f"pretraining.weights.{name}: weights file {path!r} does not exist")
+    for name, path in PRETRAINING["initial_weights"].items():
+        if name not in VARIANTS or name in PRETRAINING["weights"]:
+            raise ValueError(f"pretraining.initial_weights.{name}: not a variant that is pretrained here "
+                             f"(variants {VARIANTS}, fixed weights {sorted(PRETRAINING['weights'])})")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"pretraining.initial_weights.{name}: weights file {path!r} does not exist")
     if max(PCA_DIMS) > 1280:
         raise ValueError(f"pca.components {PCA_DIMS}: at most 1280 (the representation's size)")
     pre = config["preprocessing"]

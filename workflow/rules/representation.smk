@@ -7,6 +7,8 @@ rule pretrain:
     input:
         crops=shard_files(f"{RESULTS}/{{survey}}/crops/shard_{{shard}}.h5", "decals"),
         catalogue=catalogue_input("decals"),
+        # pretraining.initial_weights: the weights this variant starts from, if any
+        initial_weights=lambda wildcards: PRETRAINING["initial_weights"].get(wildcards.variant, []),
     output:
         weights=f"{RESULTS}/models/{{variant}}/model.weights.h5",
         history=report(

@@ -29,8 +29,11 @@ counts = vote_counts(catalogue, store.galaxy_ids, spec)
 # On a GPU the job's CPU threads are free to compute the augmented views (the same views
 # for any number of workers); on a CPU the training step already uses them all.
 augment_workers = snakemake.threads if device == "gpu" else 1
+# pretraining.initial_weights: start from another model's weights (e.g. one trained at a smaller crop)
+initial_weights = snakemake.input.get("initial_weights") or None
 model, history = pretrain(store, counts, spec, params, snakemake.params.checkpoint_dir,
-                          progress=progress_counter, logger=log, augment_workers=augment_workers)
+                          progress=progress_counter, logger=log, augment_workers=augment_workers,
+                          initial_weights=initial_weights)
 with atomic_path(snakemake.output.weights, suffix=".part.weights.h5") as tmp:
     model.save_weights(tmp)
 write_csv(history, snakemake.output.history)
