@@ -193,11 +193,37 @@ def test_cached_simulated_images_are_rendered_again_when_their_truth_or_the_rend
     assert sky.content_key(request)["SIMRENDR"] != key
     assert SimulatedSky(changed.drop(columns="gz2_id")).content_key(request) == sky.content_key(request)  # row 0 unchanged
     blank = cutout_request("y", row["ra"] + 1.0, row["dec"], 2.0, 5.0)
-    assert sky.content_key(blank) == {}
+    assert len(sky.content_key(blank)["SIMRENDR"]) == 64 and sky.content_key(blank) != sky.content_key(request)
+
+
+def test_simulated_cutouts_and_rejections_are_kept_only_while_their_rendering_is(tmp_path, monkeypatch):
+    from astropy.io import fits
+
+    import morphtools.simulation.render as render_module
+    from morphtools.cutouts import cutout_path, cutout_request, fetch_shard
+    from morphtools.simulation.sky import SimulatedSky
+
+    truth = sample_population(1, seed=23).assign(no_coverage=False)
+    sky = SimulatedSky(truth)
+    calls = []
+    real_fetch = sky.fetch
+    monkeypatch.setattr(sky, "fetch", lambda request: calls.append(request.galaxy_id) or real_fetch(request))
+    # a catalogued galaxy, and a position with nothing there (blank sky: rejected)
+    rows = pd.DataFrame({"galaxy_id": ["here", "nothing"], "ra": [truth["ra"].iloc[0], truth["ra"].iloc[0] + 1.0],
+                         "dec": [truth["dec"].iloc[0]] * 2, "petro_th50": [1.0, 1.0], "petro_th90": [2.0, 2.0]})
+    assert fetch_shard(rows, sky, tmp_path)["status"].tolist() == ["fetched", "rejected"]
+    here = cutout_request("here", rows["ra"].iloc[0], rows["dec"].iloc[0], 1.0, 2.0)
+    assert fits.getheader(cutout_path(tmp_path, "here"))["SIMRENDR"] == sky.content_key(here)["SIMRENDR"]
+    calls.clear()
+    assert fetch_shard(rows, sky, tmp_path)["status"].tolist() == ["cached", "rejected"] and calls == []
+    # a new rendering asks again for both: the cutout, and the verdict on the blank sky
+    monkeypatch.setattr(render_module, "RENDER_VERSION", render_module.RENDER_VERSION + 1)
+    assert fetch_shard(rows, sky, tmp_path)["status"].tolist() == ["fetched", "rejected"]
+    assert sorted(calls) == ["here", "nothing"]
 
 
 # (RENDER_VERSION, SHA-256 of the code that makes simulated pixels) as last reviewed
-RENDERING_REVIEWED = (1, "b8c373e3f25603943b6217345fa7afddfc7c37a4f7b4f6591dc31a9a649de5a0")
+RENDERING_REVIEWED = (1, "0047d7b71c21b1298e753737a095c4c13af0e56d3d0ff230fdd3af5e9deb2042")
 
 
 def rendering_code_digest() -> str:
@@ -208,10 +234,11 @@ def rendering_code_digest() -> str:
     import morphtools.simulation.render as render_module
     from morphtools.cutouts import field_grid
     from morphtools.simulation.sky import SimulatedSky
-    from morphtools.simulation.survey import render_gz2_jpeg
+    from morphtools.simulation.survey import SDSS_PIXSCALE, gz2_jpeg_digest, render_gz2_jpeg
 
     sources = [Path(render_module.__file__).read_text()] + [
-        inspect.getsource(f) for f in (nucleus_separation, SimulatedSky.fetch, render_gz2_jpeg, field_grid)]
+        inspect.getsource(f) for f in (nucleus_separation, SimulatedSky.fetch, render_gz2_jpeg, gz2_jpeg_digest,
+                                       field_grid)] + [repr(SDSS_PIXSCALE)]
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()
 
 

@@ -450,3 +450,31 @@ def test_missing_weights_file_fails_at_start_naming_it(tmp_path):
     proc = run_snakemake(tmp_path, "-n", config=str(tmp_path / "c.yaml"), check=False)
     assert proc.returncode != 0 and "pretraining.weights.multi" in proc.stderr + proc.stdout
     assert "nowhere.weights.h5" in proc.stderr + proc.stdout
+
+
+def test_initial_weights_are_the_pretrain_jobs_input_and_bad_ones_fail_at_start_naming_them(tmp_path):
+    import yaml
+
+    def dry_run(initial_weights):
+        config = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+        config["pretraining"]["initial_weights"] = initial_weights
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        proc = run_snakemake(tmp_path, "-n", "-p", "results/models/multi/model.weights.h5",
+                             config=str(tmp_path / "c.yaml"), check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    start = tmp_path / "start.weights.h5"
+    start.write_bytes(b"weights")
+    code, out = dry_run({"multi": str(start)})
+    assert code == 0 and f"initial_weights={start}" not in out  # not a param: an input
+    pretrain_job = out[out.index("rule pretrain:"):]
+    assert str(start) in pretrain_job[:pretrain_job.index("output:")]
+    code, out = dry_run({"multi": str(tmp_path / "nowhere.weights.h5")})
+    assert code != 0 and "pretraining.initial_weights.multi" in out and "nowhere.weights.h5" in out
+    code, out = dry_run({"single": str(start)})
+    assert code != 0 and "pretraining.initial_weights.single: not a variant" in out
+    own = tmp_path / "results/models/multi/model.weights.h5"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"weights")
+    code, out = dry_run({"multi": "results/models/multi/model.weights.h5"})
+    assert code != 0 and "is the file this pretraining writes" in out

@@ -236,30 +236,36 @@ def cached_cutout_problem(path: Path, request: CutoutRequest, bands: str,
     return None
 
 
-def _request_record(request: CutoutRequest, bands: str, max_blank_fraction: float) -> dict:
+def _request_record(request: CutoutRequest, bands: str, max_blank_fraction: float,
+                    content_key: dict[str, str] | None = None) -> dict:
     return {"galaxy_id": request.galaxy_id, "ra": request.ra, "dec": request.dec, "size": request.size,
-            "pixscale": request.pixscale, "bands": bands, "max_blank_fraction": max_blank_fraction}
+            "pixscale": request.pixscale, "bands": bands, "max_blank_fraction": max_blank_fraction,
+            "content_key": dict(content_key or {})}
 
 
-def cached_rejection(path: Path, request: CutoutRequest, bands: str, max_blank_fraction: float) -> str | None:
-    """The remembered reason this exact request was rejected, or None."""
+def cached_rejection(path: Path, request: CutoutRequest, bands: str, max_blank_fraction: float,
+                     content_key: dict[str, str] | None = None) -> str | None:
+    """The remembered reason this exact request was rejected, or None. The source's
+    ``content_key`` must match too: a new rendering or data release may answer what an
+    older one could not (a record from before content keys has none)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    wanted = _request_record(request, bands, max_blank_fraction)
+    wanted = _request_record(request, bands, max_blank_fraction, content_key)
     same = all(
         math.isclose(record.get(k, math.nan), v, rel_tol=1e-9, abs_tol=1e-9) if isinstance(v, float)
-        else record.get(k) == v
+        else record.get(k, {} if k == "content_key" else None) == v
         for k, v in wanted.items()
     )
     return record.get("reason") if same else None
 
 
 def remember_rejection(path: Path, request: CutoutRequest, bands: str, max_blank_fraction: float,
-                       reason: str) -> None:
+                       reason: str, content_key: dict[str, str] | None = None) -> None:
+    record = _request_record(request, bands, max_blank_fraction, content_key) | {"reason": reason}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_request_record(request, bands, max_blank_fraction) | {"reason": reason}))
+        tmp.write_text(json.dumps(record))
 
 
 def remove_stale_parts(cache_dir, galaxy_ids, log=None) -> int:
@@ -341,7 +347,7 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
             if log:
                 log.info("%s: cached cutout %s; fetching again", gid, problem)
         else:
-            reason = cached_rejection(rejection_path(path), request, bands, max_blank_fraction)
+            reason = cached_rejection(rejection_path(path), request, bands, max_blank_fraction, keys[i])
             if reason is not None:
                 records[i] = (gid, "", "rejected", reason)
                 continue
@@ -357,7 +363,7 @@ def fetch_shard(rows, source: CutoutSource, cache_dir, id_column: str = "galaxy_
             cube = source.fetch(request)
             cube = validate_cube(cube, len(bands), max_blank_fraction, name=gid, expected_size=request.size)
         except CutoutError as err:  # the data itself is unusable: remember the verdict
-            remember_rejection(rejection_path(path), request, bands, max_blank_fraction, str(err))
+            remember_rejection(rejection_path(path), request, bands, max_blank_fraction, str(err), keys[i])
             return (gid, "", "rejected", str(err))
         except Exception as err:  # a service failure for one galaxy must not sink the shard
             detail = str(err) if isinstance(err, DownloadError) else f"{type(err).__name__}: {err}"

@@ -575,8 +575,8 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
         if initial_weights is not None:
             try:
                 model.load_weights(initial_weights)
-            except ValueError as error:
-                raise ValueError(f"initial weights {initial_weights} do not fit a model answering "
+            except (ValueError, OSError) as error:  # another head, another format, or not a weights file
+                raise ValueError(f"initial weights {initial_weights} could not be loaded into a model answering "
                                  f"{spec.n_answers} answers: {error}") from error
             if logger:
                 logger.info("starting from the weights in %s", initial_weights)

@@ -65,6 +65,10 @@ def _check_model_config():
                              f"(variants {VARIANTS}, fixed weights {sorted(PRETRAINING['weights'])})")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"pretraining.initial_weights.{name}: weights file {path!r} does not exist")
+        own_output = f"{RESULTS}/models/{name}/model.weights.h5"
+        if os.path.realpath(path) == os.path.realpath(own_output):
+            raise ValueError(f"pretraining.initial_weights.{name}: {path!r} is the file this pretraining writes; "
+                             f"copy it elsewhere first (e.g. {RESULTS}/models/{name}/start.weights.h5)")
     if max(PCA_DIMS) > 1280:
         raise ValueError(f"pca.components {PCA_DIMS}: at most 1280 (the representation's size)")
     pre = config["preprocessing"]

@@ -102,12 +102,13 @@ class SimulatedSky:
         return None if sep.arcsec > self.match_radius else self.truth.iloc[int(idx)]
 
     def content_key(self, request: CutoutRequest) -> dict[str, str]:
-        """Header cards a cached cutout must carry to answer ``request``: the digest of the
-        rendering and the galaxy it would show (``SIMRENDR``; empty where the sky is blank,
-        which fails validation whatever made it). The request's centre, size and pixel
+        """Header cards a cached cutout (or a remembered rejection) must carry to answer
+        ``request``: the digest of the rendering and of the galaxy it shows, or of blank
+        sky where no galaxy is near (``SIMRENDR``). The request's centre, size and pixel
         scale are compared separately."""
         row = self._galaxy_at(request)
-        return {} if row is None else {"SIMRENDR": render_digest(row, self.survey)}
+        shown = {"blank_sky": True, "match_radius_arcsec": self.match_radius} if row is None else row
+        return {"SIMRENDR": render_digest(shown, self.survey)}
 
     def fetch(self, request: CutoutRequest) -> np.ndarray:
         row = self._galaxy_at(request)

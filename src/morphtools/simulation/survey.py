@@ -69,7 +69,8 @@ def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.D
 def gz2_jpeg_digest(row, quality: int = 80, max_render_size: int = 512) -> str:
     """The rendering digest a GZ2-like JPEG of ``row`` carries in its comment
     (:func:`~morphtools.simulation.render.render_digest`)."""
-    return render_digest(row, SDSS, image="gz2_jpeg", quality=quality, max_render_size=max_render_size)
+    return render_digest(row, SDSS, image="gz2_jpeg", quality=quality, max_render_size=max_render_size,
+                         field_pixscale=SDSS_PIXSCALE)
 
 
 def jpeg_comment(path: str | os.PathLike) -> str | None:
