@@ -478,3 +478,20 @@ def test_initial_weights_are_the_pretrain_jobs_input_and_bad_ones_fail_at_start_
     own.write_bytes(b"weights")
     code, out = dry_run({"multi": "results/models/multi/model.weights.h5"})
     assert code != 0 and "is the file this pretraining writes" in out
+
+
+def test_anomaly_scale_96_overlay_continues_the_scale_model_at_96_px(tmp_path):
+    overlay = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale_96.yaml"))
+    proc = run_snakemake(tmp_path, "-n", *overlay, check=False)
+    # the starting weights come from the anomaly_scale overlay's run: without it, named
+    assert proc.returncode != 0
+    assert "pretraining.initial_weights.multi" in proc.stdout + proc.stderr
+    assert "results/anomaly_scale/models/multi/model.weights.h5" in proc.stdout + proc.stderr
+    start = tmp_path / "results/anomaly_scale/models/multi/model.weights.h5"
+    start.parent.mkdir(parents=True)
+    start.write_bytes(b"weights")
+    proc = run_snakemake(tmp_path, "-n", "-p", *overlay)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    # (pretrain itself is planned after the catalogue checkpoint, so not listed here)
+    assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
+    assert not re.search(r"output: results/(?!anomaly_scale_96/)", proc.stdout)
