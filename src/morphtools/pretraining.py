@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .model import ModelSpec, build_model, compile_model, keras_classes, training_forward
+from .model import ModelSpec, build_model, compile_model, file_sha256, keras_classes, training_forward
 from .storage import atomic_path, decode_ids
 
 log = logging.getLogger(__name__)
@@ -254,15 +254,6 @@ class VoteBatches:
 
 
 # --- resumable training ---------------------------------------------------------------------
-
-def file_digest(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def fingerprint(galaxy_ids, counts: np.ndarray, spec: ModelSpec, params: TrainingParams, image_shape,
                 initial_weights_digest: str | None = None) -> str:
@@ -559,7 +550,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(f"{len(store)} galaxies give {len(train_rows)} training and {len(val_rows)} "
                          f"validation galaxies; both must be non-empty")
-    start_digest = None if initial_weights is None else file_digest(initial_weights)
+    start_digest = None if initial_weights is None else file_sha256(initial_weights)
     checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape,
                                                         start_digest))
     state = checkpoint.load_state()

@@ -63,6 +63,7 @@ SDSS = SurveyModel(
     seed_salt=7919,
 )
 
+
 def render_digest(row, survey: SurveyModel, **settings) -> str:
     """Hex SHA-256 naming everything an image of ``row`` depends on: ``RENDER_VERSION``,
     the survey model, every column of the galaxy's truth row (a pandas Series or mapping)
