@@ -160,12 +160,13 @@ class InterestGP(GaussianProcessRegressor):
     def _train_squared_distances(self) -> np.ndarray:
         """Squared distances between the rated galaxies, (n_rated, n_rated), computed as the
         kernel computes them; kept only during a refit (its ~20-50 likelihood evaluations)."""
-        kept = getattr(self, "_refit_distances", None)
-        if kept is None:  # a call outside fit
-            return squareform(pdist(self.X_train_, metric="sqeuclidean"))
-        if "distances" not in kept:
-            kept["distances"] = squareform(pdist(self.X_train_, metric="sqeuclidean"))
-        return kept["distances"]
+        kept = getattr(self, "_refit_distances", None)  # None: a call outside fit
+        if kept is not None and "distances" in kept:
+            return kept["distances"]
+        distances = squareform(pdist(self.X_train_, metric="sqeuclidean"))
+        if kept is not None:
+            kept["distances"] = distances
+        return distances
 
     def log_marginal_likelihood(self, theta=None, eval_gradient=False, clone_kernel=True):
         """The parent's log marginal likelihood (and its gradient in log hyperparameters).
