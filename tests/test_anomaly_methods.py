@@ -14,6 +14,7 @@ from morphtools.anomaly import methods
 from morphtools.anomaly.methods import (
     ActiveParams,
     InterestGP,
+    describe_interest_fit,
     isolation_forest_score,
     known_ratings_first,
     make_gp,
@@ -85,6 +86,8 @@ def test_gp_active_learning_rates_unique_galaxies_in_batches_and_finds_the_clust
     unrated = np.setdiff1d(np.arange(len(X)), result.acquired)
     np.testing.assert_allclose(result.scores[unrated], result.extra["gp_mean"][unrated])
     assert len(result.step_seconds) == 3
+    # one description per fit: on the first batch, then after each of the 3 batches
+    assert [fit["n_rated"] for fit in result.interest_fits] == [10, 20, 30, 40]
     # expected improvement goes for the high-interest cluster far more than chance (~3%)
     assert (ratings[result.acquired[10:]] >= 4).mean() > 0.2
     # the same seed repeats the run exactly; another seed starts from another random batch
@@ -92,6 +95,33 @@ def test_gp_active_learning_rates_unique_galaxies_in_batches_and_finds_the_clust
     np.testing.assert_array_equal(again.acquired, result.acquired)
     other = run_method("ellipse_gp", X, ratings, SMALL, seed=4)
     assert set(other.acquired[:10]) != set(result.acquired[:10])
+
+
+def test_interest_fit_is_flat_when_the_ratings_look_like_noise_and_not_when_they_follow_the_features():
+    """Ratings that rise smoothly across the feature space fit a kernel whose correlations
+    reach a galaxy's neighbours and fade with distance; ratings that are noise around one
+    level (a first batch of 0s and 1s) fit a kernel that treats every galaxy alike."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    structured = make_gp(0).fit(X, 2.5 + 2.0 * np.tanh(X[:, 0]))
+    fit = describe_interest_fit(structured)
+    assert fit["n_rated"] == 60 and not fit["flat"]
+    assert fit["neighbour_correlation"] > fit["typical_correlation"] + 0.2
+    assert {"length_scale", "alpha", "noise_level"} <= set(fit)
+    noise = make_gp(0).fit(X, rng.binomial(1, 0.2, 60).astype(float))
+    fit = describe_interest_fit(noise)
+    assert fit["flat"]
+    assert fit["neighbour_correlation"] - fit["typical_correlation"] < methods.FLAT_CORRELATION_CONTRAST
+    # by hand: a kernel fixed at a length scale of 1 correlates neighbours 0.1 apart
+    # (~0.995) far more than typical pairs (~3 apart, ~0.1); one of 1e5 correlates all alike
+    from sklearn.gaussian_process.kernels import RationalQuadratic, WhiteKernel
+    line = np.concatenate([np.arange(0, 1, 0.1), np.arange(5, 6, 0.1)])[:, None]
+    for length_scale, flat in ((1.0, False), (1e5, True)):
+        gp = InterestGP(kernel=RationalQuadratic(length_scale, 1.0) + WhiteKernel(0.1), optimizer=None)
+        fit = describe_interest_fit(gp.fit(line, np.zeros(len(line))))
+        assert fit["flat"] is flat and fit["length_scale"] == pytest.approx(length_scale)
+        expected = (1 + 0.1**2 / (2 * length_scale**2)) ** -1.0
+        assert fit["neighbour_correlation"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("normalize_y", [False, True])

@@ -32,6 +32,17 @@ def test_run_file_round_trip(tmp_path):
     # ranking g0 (A), g5 (A), g2 (A), g4, g3, g1: top 2 all anomalies, top 4 three of four
     assert m["accuracy_top2"] == 1.0 and m["accuracy_top4"] == 0.75 and m["average_precision"] == 1.0
     assert m["n_rated"] == 2 and m["rated_anomalies"] == 1
+    # g0, the anomaly, was rated in batch 1; no interest-model fits described: no flat share
+    assert m["first_anomaly_batch"] == 1 and np.isnan(m["flat_fit_share"])
+    fits = [{"n_rated": 1, "flat": True}, {"n_rated": 2, "flat": False}]
+    result.interest_fits = fits
+    write_run(galaxies["galaxy_id"], result, tmp_path / "run.csv", {"seed": 7}, tmp_path / "run.json")
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["interest_fits"] == fits
+    assert run_metrics(galaxies, run, top_n=(2, 4), info=info)["flat_fit_share"] == 0.5
+    # a run that rated no anomaly
+    no_anomaly = run.assign(order=[-1, -1, -1, -1, 0, -1], batch=[-1, -1, -1, -1, 0, -1])
+    assert run_metrics(galaxies, no_anomaly, top_n=(2, 4))["first_anomaly_batch"] == -1
     curve = run_curves(galaxies, run, max_n=10)
     assert curve["n"].tolist() == list(range(1, 7)) and curve["accuracy"].iloc[2] == 1.0
 
@@ -66,5 +77,8 @@ def test_table_1_layout_and_errors():
     assert cnn["average precision"] == "0.60 ± 0.17" and cnn["paper average precision"] == "0.55 ± 0.10"
     assert cnn["accuracy (top 50)"] == "100.0% ± 0.0" and cnn["paper accuracy (top 200)"] == "87% ± 11"
     assert cnn["best possible (top 200)"] == "50.0%" and cnn["repeats"] == 3 and cnn["data set"] == "GZ2"
-    summary = numeric_summary(metrics)
-    assert summary.set_index("method").loc["cnn_gp", "average_precision"] == pytest.approx(0.6)
+    metrics["flat_fit_share"] = np.where(metrics["method"] == "cnn_gp", 0.25, np.nan)
+    summary = numeric_summary(metrics).set_index("method")
+    assert summary.loc["cnn_gp", "average_precision"] == pytest.approx(0.6)
+    # the repeats are counted whatever a method has no value of (baseline: no GP fits)
+    assert summary.loc["cnn_gp", "flat_fit_share"] == 0.25 and summary["repeats"].tolist() == [3, 3]

@@ -92,6 +92,7 @@ rule anomaly_run:
 rule anomaly_metrics:
     input:
         runs=anomaly_runs(),
+        infos=anomaly_runs(suffix=".json"),
         galaxies=expand(f"{RESULTS}/anomaly/{{experiment}}/galaxies.csv", experiment=list(EXPERIMENTS)),
         summaries=expand(f"{RESULTS}/anomaly/{{experiment}}/summary.json", experiment=list(EXPERIMENTS)),
     output:

@@ -320,9 +320,10 @@ def anomaly_run_keys():
     return [(n, m, r) for n, exp in EXPERIMENTS.items() for m in exp["methods"] for r in ANOMALY_REPEATS]
 
 
-def anomaly_runs():
-    """Every {experiment}/runs/{method}/repeat_{repeat}.csv, in anomaly_run_keys() order."""
-    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}.csv" for n, m, r in anomaly_run_keys()]
+def anomaly_runs(suffix=".csv"):
+    """Every {experiment}/runs/{method}/repeat_{repeat}.csv (or the .json beside it), in
+    anomaly_run_keys() order."""
+    return [f"{RESULTS}/anomaly/{n}/runs/{m}/repeat_{r}{suffix}" for n, m, r in anomaly_run_keys()]
 
 
 def _experiment_survey(wildcards):

@@ -21,10 +21,12 @@ for experiment, galaxies_path, summary_path in zip(snakemake.params.experiments,
     galaxies[experiment] = read_galaxies(galaxies_path)
     summaries[experiment] = json.loads(Path(summary_path).read_text())
 metrics, curves = [], []
-for (experiment, method, repeat), path in zip(snakemake.params.run_keys, snakemake.input.runs, strict=True):
+for (experiment, method, repeat), path, info_path in zip(snakemake.params.run_keys, snakemake.input.runs,
+                                                       snakemake.input.infos, strict=True):
     run = read_run(path)
+    info = json.loads(Path(info_path).read_text())
     key = {"experiment": experiment, "method": method, "repeat": repeat}
-    metrics.append(key | run_metrics(galaxies[experiment], run, top_n))
+    metrics.append(key | run_metrics(galaxies[experiment], run, top_n, info))
     curves.append(run_curves(galaxies[experiment], run, snakemake.params.curve_max_n).assign(**key))
 metrics = pd.DataFrame(metrics)
 table = table_1(metrics, summaries, top_n, left_out=snakemake.params.left_out)

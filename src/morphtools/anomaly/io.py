@@ -118,6 +118,8 @@ def write_run(galaxy_ids, result: RunResult, path, info: dict, info_path) -> Non
     write_csv(run_table(galaxy_ids, result), path)
     info = {**info, "n_galaxies": len(galaxy_ids), "n_rated": int(len(result.acquired)),
             "step_seconds": [round(s, 4) for s in result.step_seconds]}
+    if result.interest_fits:
+        info["interest_fits"] = result.interest_fits
     with atomic_path(info_path) as tmp:
         Path(tmp).write_text(json.dumps(info, indent=1))
 

@@ -60,7 +60,9 @@ class RunResult:
     ``batches``: the batch each was rated in (0 = the first batch); ``ratings``: what the
     user said; ``scores``: the final ranking score of every galaxy (higher = more
     interesting); ``extra``: per-galaxy diagnostics (GP mean and std, anomaly score ...);
-    ``step_seconds``: wall time of each acquisition step (refit + acquisition)."""
+    ``step_seconds``: wall time of each acquisition step (refit + acquisition);
+    ``interest_fits``: for the GP methods, :func:`describe_interest_fit` of every fit of the
+    interest model (the first on the first batch, the last the final model)."""
 
     acquired: np.ndarray
     batches: np.ndarray
@@ -68,6 +70,7 @@ class RunResult:
     scores: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     step_seconds: list[float] = field(default_factory=list)
+    interest_fits: list[dict] = field(default_factory=list)
 
 
 def standardise(features: np.ndarray) -> np.ndarray:
@@ -255,6 +258,51 @@ class InterestGP(GaussianProcessRegressor):
         return mean, np.sqrt(variance) * self._y_train_std
 
 
+# A fitted interest model is "flat" when a rated galaxy's nearest rated neighbour is no
+# more correlated with it than a typical rated galaxy is (see describe_interest_fit).
+FLAT_CORRELATION_CONTRAST = 0.05
+
+
+def describe_interest_fit(gp: GaussianProcessRegressor) -> dict:
+    """What one refit of the interest model learned, from its fitted kernel and the rated
+    galaxies it was fitted to (``gp.X_train_``, standardised feature units).
+
+    Returns ``n_rated``; the hyperparameters where the kernel is the interest model's
+    rational quadratic + white (``length_scale``, ``alpha``, ``noise_level``; else absent);
+    ``neighbour_correlation``, the median over the rated galaxies of the signal kernel's
+    correlation with their nearest rated neighbour; ``typical_correlation``, its median
+    over all pairs of rated galaxies; and ``flat``: their difference is below
+    ``FLAT_CORRELATION_CONTRAST``.
+
+    A flat model treats every galaxy alike: its hyperparameters sit where the kernel
+    correlates nothing (length scale at its lower bound) or everything equally (length
+    scale at its upper bound, or alpha near zero), which is where maximum likelihood puts
+    them when the ratings so far look like noise around one level (a first batch of 0s and
+    1s). Its mean is then the same over the whole pool, and expected improvement ranks the
+    unrated galaxies by the last digits of its uncertainty, which favour the extremes of
+    the feature space, whether or not the anomalies are there."""
+    kernel = gp.kernel_
+    signal = kernel.k1 if isinstance(kernel, Sum) else kernel
+    X = np.asarray(gp.X_train_, np.float64)
+    out: dict = {"n_rated": int(len(X))}
+    if _is_exactly_rational_quadratic_plus_white(kernel):
+        out |= {"length_scale": float(kernel.k1.length_scale), "alpha": float(kernel.k1.alpha),
+                "noise_level": float(kernel.k2.noise_level)}
+    if len(X) < 2:
+        return out | {"neighbour_correlation": float("nan"), "typical_correlation": float("nan"), "flat": True}
+    K = signal(X)
+    # correlation, so that a kernel with an amplitude reads on the same 0..1 scale
+    scale = np.sqrt(np.diag(K))
+    corr = K / np.outer(scale, scale)
+    distances = squareform(pdist(X, metric="sqeuclidean"))
+    np.fill_diagonal(distances, np.inf)
+    nearest = corr[np.arange(len(X)), distances.argmin(axis=1)]
+    pairs = corr[np.triu_indices(len(X), k=1)]
+    neighbour, typical = float(np.median(nearest)), float(np.median(pairs))
+    return out | {"neighbour_correlation": neighbour, "typical_correlation": typical,
+                  "flat": bool(neighbour - typical < FLAT_CORRELATION_CONTRAST)}
+
+
 def make_gp(seed: int, normalize_y: bool = False) -> InterestGP:
     """The interest model: rational quadratic + white kernel, hyperparameters fitted by
     maximum likelihood at every refit."""
@@ -301,6 +349,7 @@ def gp_active_learning(features: np.ndarray, rate: Callable[[np.ndarray], np.nda
         optimizer = BayesianOptimizer(estimator=make_gp(seed, params.normalize_y),
                                       query_strategy=partial(max_EI, tradeoff=params.tradeoff),
                                       X_training=X[first], y_training=ratings[0].astype(float))
+    fits = [describe_interest_fit(optimizer.estimator)]
     steps = []
     for b, size in enumerate(sizes[1:], start=1):
         start = time.perf_counter()
@@ -312,19 +361,20 @@ def gp_active_learning(features: np.ndarray, rate: Callable[[np.ndarray], np.nda
         with _quiet():
             optimizer.teach(X[chosen], new.astype(float))
         steps.append(time.perf_counter() - start)
+        fits.append(describe_interest_fit(optimizer.estimator))
         rated[chosen] = True
         acquired.append(chosen)
         batches.append(np.full(len(chosen), b))
         ratings.append(new)
         if log is not None:
-            log.info("batch %d: %d rated, max rating so far %d, step %.2f s", b, rated.sum(),
-                     max(r.max() for r in ratings), steps[-1])
+            log.info("batch %d: %d rated, max rating so far %d, interest model %s, step %.2f s", b, rated.sum(),
+                     max(r.max() for r in ratings), "flat" if fits[-1]["flat"] else "fitted", steps[-1])
     acquired = np.concatenate(acquired)
     ratings = np.concatenate(ratings).astype(int)
     mean, std = optimizer.estimator.predict(X, return_std=True)
     return RunResult(acquired=acquired, batches=np.concatenate(batches), ratings=ratings,
                      scores=known_ratings_first(mean, acquired, ratings),
-                     extra={"gp_mean": mean, "gp_std": std}, step_seconds=steps)
+                     extra={"gp_mean": mean, "gp_std": std}, step_seconds=steps, interest_fits=fits)
 
 
 def known_ratings_first(predicted: np.ndarray, acquired: np.ndarray, ratings: np.ndarray) -> np.ndarray:

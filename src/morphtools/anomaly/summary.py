@@ -24,15 +24,24 @@ SURVEY_LABELS = {"gz2": "GZ2", "decals": "DECaLS"}
 METHOD_ORDER = ("baseline", "ellipse_gp", "cnn_gp", "random")
 
 
-def run_metrics(galaxies: pd.DataFrame, run: pd.DataFrame, top_n=(50, 200)) -> dict:
-    """Table 1 metrics of one run (``run`` rows matched to ``galaxies`` by id)."""
+def run_metrics(galaxies: pd.DataFrame, run: pd.DataFrame, top_n=(50, 200), info: dict | None = None) -> dict:
+    """Table 1 metrics of one run (``run`` rows matched to ``galaxies`` by id), with how
+    the search went: ``rated_anomalies``; ``first_anomaly_batch``, the batch in which the
+    first anomaly was rated (0 = the random first batch; -1: none was); and, from the run's
+    ``info`` (its JSON) where it describes the interest model's fits (the GP methods),
+    ``flat_fit_share``, the share of those fits that were flat (NaN otherwise; see
+    :func:`~morphtools.anomaly.methods.describe_interest_fit`)."""
     scores = run.set_index("galaxy_id")["score"].reindex(galaxies["galaxy_id"]).to_numpy(float)
     if not np.isfinite(scores).all():
         raise ValueError("run scores do not cover every galaxy of the experiment")
     out = ranking_metrics(galaxies["is_anomaly"].to_numpy(bool), scores, top_n)
     rated = run[run["order"] >= 0]
+    rated_is_anomaly = galaxies.set_index("galaxy_id").loc[rated["galaxy_id"], "is_anomaly"].to_numpy(bool)
     out["n_rated"] = int(len(rated))
-    out["rated_anomalies"] = int(galaxies.set_index("galaxy_id").loc[rated["galaxy_id"], "is_anomaly"].sum())
+    out["rated_anomalies"] = int(rated_is_anomaly.sum())
+    out["first_anomaly_batch"] = int(rated["batch"].to_numpy()[rated_is_anomaly].min()) if rated_is_anomaly.any() else -1
+    fits = (info or {}).get("interest_fits") or []
+    out["flat_fit_share"] = float(np.mean([fit["flat"] for fit in fits])) if fits else float("nan")
     return out
 
 
@@ -98,15 +107,17 @@ def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), 
 
 def numeric_summary(metrics: pd.DataFrame, sigmas: float = 3.0) -> pd.DataFrame:
     """Mean and error of every numeric metric per experiment and method (for comparisons)."""
-    skip = {"repeat", "n_galaxies", "n_anomalies", "prevalence", "n_rated"}
+    # first_anomaly_batch is -1 where none was rated: its mean would mean nothing
+    skip = {"repeat", "n_galaxies", "n_anomalies", "prevalence", "n_rated", "first_anomaly_batch"}
     cols = [c for c in metrics.columns if c not in skip and pd.api.types.is_numeric_dtype(metrics[c])
             and not c.startswith("max_accuracy")]
     rows = []
     for (experiment, method), runs in metrics.groupby(["experiment", "method"], sort=False):
         row = {"experiment": experiment, "method": method}
         for c in cols:
-            mean, err, count = mean_and_error(runs[c], sigmas)
+            mean, err, _ = mean_and_error(runs[c], sigmas)
             row[c], row[f"{c}_err"] = mean, err
-        row["repeats"] = count
+        # not a column's count: flat_fit_share has none for the methods without a GP
+        row["repeats"] = int(runs["repeat"].nunique())
         rows.append(row)
     return pd.DataFrame(rows)
