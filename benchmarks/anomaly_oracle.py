@@ -51,7 +51,8 @@ def main():
         runs = []
         with threadpool_limits(limits=1):
             for repeat in range(args.repeats):
-                result = run_method("cnn_gp", X, galaxies["rating"].to_numpy(), ActiveParams(), seed=repeat)
+                result = run_method("cnn_gp", X, galaxies["rating"].to_numpy(), ActiveParams(), seed=repeat,
+                                    is_anomaly=galaxies["is_anomaly"].to_numpy(bool))
                 runs.append(ranking_metrics(galaxies["is_anomaly"].to_numpy(bool), result.scores))
         table = pd.DataFrame(runs)
         out["experiments"][name] = {

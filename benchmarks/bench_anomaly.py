@@ -102,7 +102,8 @@ def whole_runs(experiment: Path, runs: int, seed: int = 0):
             for name, make_model in models.items():
                 methods.make_gp = make_model
                 start = time.perf_counter()
-                result = methods.run_method("cnn_gp", features["cnn"], ratings, methods.ActiveParams(), seed + run)
+                result = methods.run_method("cnn_gp", features["cnn"], ratings, methods.ActiveParams(), seed + run,
+                                            is_anomaly=galaxies["is_anomaly"].to_numpy(bool))
                 seconds[name].append(time.perf_counter() - start)
                 acquired.setdefault(run, []).append(result.acquired)
     finally:

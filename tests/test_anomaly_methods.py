@@ -3,6 +3,7 @@ baseline, random ordering; and the scikit-learn pin modAL 0.4.2.1 needs."""
 
 import inspect
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from morphtools.anomaly.methods import (
     InterestGP,
     describe_interest_fit,
     isolation_forest_score,
+    known_labels_first,
     known_ratings_first,
     make_gp,
     neighbour_score,
@@ -72,7 +74,9 @@ def clustered_survey(n=400, d=8, seed=0):
     return X, ratings
 
 
-SMALL = ActiveParams(n_ratings=40, first_batch=10, batch_size=10)
+# rated galaxies ranked by rating: these tests need no anomaly labels (the workflow's
+# default, by label, has its own test)
+SMALL = ActiveParams(n_ratings=40, first_batch=10, batch_size=10, rated_ranking="rating")
 
 
 def test_gp_active_learning_rates_unique_galaxies_in_batches_and_finds_the_cluster():
@@ -283,6 +287,36 @@ def test_gp_active_learning_acquires_what_scikit_learns_gp_acquires(monkeypatch)
 def test_known_ratings_replace_predictions():
     scores = known_ratings_first(np.array([0.5, 4.2, 1.0]), np.array([1]), np.array([2]))
     assert scores.tolist() == [0.5, 2.0, 1.0]
+
+
+def test_known_labels_put_the_rated_anomalies_first_and_the_other_rated_galaxies_at_zero():
+    """The paper's evaluation code: a rated galaxy scores 100 x its anomaly label."""
+    predicted = np.array([0.5, 4.2, 1.0, -0.3, 3.9])
+    scores = known_labels_first(predicted, np.array([1, 2]), np.array([False, True]))
+    assert scores.tolist() == [0.5, 0.0, 100.0, -0.3, 3.9]
+    # the rated anomaly heads the ranking; the highly rated non-anomaly falls below the
+    # unrated galaxies the model likes, but stays above those it predicts below 0
+    assert np.argsort(-scores, kind="stable").tolist() == [2, 4, 0, 1, 3]
+
+
+def test_gp_methods_rank_rated_galaxies_by_label_or_by_rating():
+    X, ratings = clustered_survey()
+    is_anomaly = ratings >= 4
+    by_label = run_method("cnn_gp", X, ratings, replace(SMALL, rated_ranking="label"), seed=3, is_anomaly=is_anomaly)
+    rated = by_label.acquired
+    np.testing.assert_array_equal(by_label.scores[rated], np.where(is_anomaly[rated], 100.0, 0.0))
+    unrated = np.setdiff1d(np.arange(len(X)), rated)
+    np.testing.assert_allclose(by_label.scores[unrated], by_label.extra["gp_mean"][unrated])
+    by_rating = run_method("cnn_gp", X, ratings, SMALL, seed=3)
+    np.testing.assert_array_equal(by_rating.acquired, rated)  # the search itself is the same
+    np.testing.assert_array_equal(by_rating.scores[rated], ratings[rated])
+    with pytest.raises(ValueError, match="is_anomaly"):
+        run_method("cnn_gp", X, ratings, replace(SMALL, rated_ranking="label"), seed=3)
+    with pytest.raises(ValueError, match="rated_ranking"):
+        run_method("ellipse_gp", X, ratings, replace(SMALL, rated_ranking="stars"), seed=3, is_anomaly=is_anomaly)
+    # the baseline and random orders are the methods' own, whatever the setting
+    baseline = run_method("baseline", X, ratings, SMALL, seed=3)
+    assert not np.isin(baseline.scores[baseline.acquired], [0.0, 100.0]).all()
 
 
 def test_isolation_forest_score_is_scaled_to_zero_five_and_finds_outliers():

@@ -72,7 +72,8 @@ rule anomaly_run:
     params:
         # only what a run reads, so that e.g. more repeats do not rerun the finished ones
         anomaly={k: ANOMALY[k] for k in ("ratings", "first_batch", "batch_size", "tradeoff", "normalize_y",
-                                         "rating_scale", "isolation_trees", "forest_trees", "neighbour_alpha")},
+                                         "rating_scale", "isolation_trees", "forest_trees", "neighbour_alpha",
+                                         "rated_ranking")},
         # every method sees the same seed in a repeat: the GP methods share the first batch
         seed=lambda wildcards: config["seed"] + int(wildcards.repeat),
     threads: 1

@@ -18,7 +18,7 @@ cfg = snakemake.params.anomaly
 params = ActiveParams(n_ratings=cfg["ratings"], first_batch=cfg["first_batch"], batch_size=cfg["batch_size"],
                       tradeoff=cfg["tradeoff"], normalize_y=cfg["normalize_y"], isolation_trees=cfg["isolation_trees"],
                       forest_trees=cfg["forest_trees"], neighbour_alpha=cfg["neighbour_alpha"],
-                      rating_scale=cfg["rating_scale"])
+                      rating_scale=cfg["rating_scale"], rated_ranking=cfg["rated_ranking"])
 galaxies, features = read_experiment(snakemake.input.galaxies, snakemake.input.features)
 kind = METHOD_FEATURES[w.method]
 start = time.perf_counter()
@@ -26,7 +26,7 @@ start = time.perf_counter()
 # a busy machine's cores than on one
 with threadpool_limits(limits=snakemake.threads):
     result = run_method(w.method, features[kind] if kind else None, galaxies["rating"].to_numpy(), params,
-                        snakemake.params.seed, log=log)
+                        snakemake.params.seed, log=log, is_anomaly=galaxies["is_anomaly"].to_numpy(bool))
 info = {"experiment": w.experiment, "method": w.method, "repeat": int(w.repeat), "seed": snakemake.params.seed,
         "features": kind, "seconds": round(time.perf_counter() - start, 3), "params": params.__dict__}
 write_run(galaxies["galaxy_id"].to_numpy(), result, snakemake.output.run, info, snakemake.output.info)
