@@ -377,7 +377,7 @@ def gp_active_learning(features: np.ndarray, rate: Callable[[np.ndarray], np.nda
     acquired = np.concatenate(acquired)
     ratings = np.concatenate(ratings).astype(int)
     mean, std = optimizer.estimator.predict(X, return_std=True)
-    # the final ranking of the rated galaxies is the caller's (run_method: rated_first)
+    # rated galaxies ranked by rating; run_method's rated_first re-ranks them by label
     return RunResult(acquired=acquired, batches=np.concatenate(batches), ratings=ratings,
                      scores=known_ratings_first(mean, acquired, ratings),
                      extra={"gp_mean": mean, "gp_std": std}, step_seconds=steps, interest_fits=fits)
@@ -415,15 +415,13 @@ def rated_first(result: RunResult, rated_ranking: str, is_anomaly: np.ndarray | 
     """``result`` with its scores re-ranked for the rated galaxies: by the anomaly label
     (``"label"``, :func:`known_labels_first`; ``is_anomaly`` of every galaxy, read only
     where rated) or by the user's rating (``"rating"``, :func:`known_ratings_first`)."""
-    predicted = result.extra["gp_mean"]
     if rated_ranking == "rating":
-        scores = known_ratings_first(predicted, result.acquired, result.ratings)
-    elif rated_ranking == "label":
-        if is_anomaly is None:
-            raise ValueError("rated_ranking 'label' ranks the rated galaxies by their anomaly label: pass is_anomaly")
-        scores = known_labels_first(predicted, result.acquired, np.asarray(is_anomaly, bool)[result.acquired])
-    else:
+        return result  # gp_active_learning's own scores rank the rated galaxies by rating
+    if rated_ranking != "label":
         raise ValueError(f"unknown rated_ranking {rated_ranking!r}; known: {RATED_RANKINGS}")
+    if is_anomaly is None:
+        raise ValueError("rated_ranking 'label' ranks the rated galaxies by their anomaly label: pass is_anomaly")
+    scores = known_labels_first(result.extra["gp_mean"], result.acquired, np.asarray(is_anomaly, bool)[result.acquired])
     return dataclasses.replace(result, scores=scores)
 
 
