@@ -411,16 +411,20 @@ def known_labels_first(predicted: np.ndarray, acquired: np.ndarray, rated_is_ano
 RATED_RANKINGS = ("label", "rating")
 
 
+def _check_rated_ranking(rated_ranking: str, is_anomaly) -> None:
+    if rated_ranking not in RATED_RANKINGS:
+        raise ValueError(f"unknown rated_ranking {rated_ranking!r}; known: {RATED_RANKINGS}")
+    if rated_ranking == "label" and is_anomaly is None:
+        raise ValueError("rated_ranking 'label' ranks the rated galaxies by their anomaly label: pass is_anomaly")
+
+
 def rated_first(result: RunResult, rated_ranking: str, is_anomaly: np.ndarray | None) -> RunResult:
     """``result`` with its scores re-ranked for the rated galaxies: by the anomaly label
     (``"label"``, :func:`known_labels_first`; ``is_anomaly`` of every galaxy, read only
     where rated) or by the user's rating (``"rating"``, :func:`known_ratings_first`)."""
+    _check_rated_ranking(rated_ranking, is_anomaly)
     if rated_ranking == "rating":
         return result  # gp_active_learning's own scores rank the rated galaxies by rating
-    if rated_ranking != "label":
-        raise ValueError(f"unknown rated_ranking {rated_ranking!r}; known: {RATED_RANKINGS}")
-    if is_anomaly is None:
-        raise ValueError("rated_ranking 'label' ranks the rated galaxies by their anomaly label: pass is_anomaly")
     scores = known_labels_first(result.extra["gp_mean"], result.acquired, np.asarray(is_anomaly, bool)[result.acquired])
     return dataclasses.replace(result, scores=scores)
 
@@ -496,6 +500,8 @@ def run_method(method: str, features: np.ndarray | None, ratings: np.ndarray, pa
         return ratings[np.asarray(idx, int)]
 
     if method in ("cnn_gp", "ellipse_gp"):
+        # a bad setting fails before the search, not after its 200 ratings
+        _check_rated_ranking(params.rated_ranking, is_anomaly)
         return rated_first(gp_active_learning(features, rate, params, seed, log), params.rated_ranking, is_anomaly)
     if method == "baseline":
         return astronomaly_baseline(features, rate, params, seed, log)
