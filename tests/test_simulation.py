@@ -56,6 +56,28 @@ def test_gz2_weighted_fractions_sum_to_their_parents(population):
     assert (pop.loc[odd.to_numpy(), "morph_class"] == "merger").mean() > 0.5
 
 
+def test_the_gz2_set_is_gz2s_main_sample_bright_and_resolved(tmp_path):
+    from morphtools.simulation.survey import gz2_main_sample, simulate_gz2_tables
+
+    out = {"solutions": tmp_path / "solutions.csv", "truth": tmp_path / "truth.csv"}
+    truth = simulate_gz2_tables(400, 5, out)
+    assert len(truth) == 400 and truth["gz2_id"].is_unique
+    assert truth["galaxy_index"].tolist() == list(range(400))
+    assert (truth["mag_r"] < 17.0).all() and (truth["petro_r90"] >= 3.0).all()
+    # the cuts bite: the population drawn to r = 17 reaches down to it, and some are too small
+    assert truth["mag_r"].max() > 16.8
+    wide = gz2_main_sample(400, 5, mag_r_max=17.0, petro_r90_min=0.0)
+    assert (wide["petro_r90"] < 3.0).any()
+    solutions = pd.read_csv(out["solutions"])
+    assert solutions["GalaxyID"].tolist() == truth["gz2_id"].tolist()
+    pd.testing.assert_frame_equal(gz2_main_sample(400, 5).drop(columns="no_coverage"),
+                                  truth.drop(columns=["gz2_id", "no_coverage"]))
+    # a looser magnitude limit takes fainter galaxies
+    assert gz2_main_sample(400, 5, mag_r_max=17.77)["mag_r"].max() > 17.2
+    with pytest.raises(ValueError, match="loosen the cuts"):
+        gz2_main_sample(50, 5, petro_r90_min=200.0)
+
+
 def test_gz2_volunteers_call_a_merger_odd_only_when_the_image_shows_it(population):
     pop = population.copy()
     pop["gz2_id"] = np.arange(len(pop)) + 100000

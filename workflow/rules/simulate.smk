@@ -31,6 +31,7 @@ rule simulate_gz2_tables:
         truth=f"{SIM}/gz2/hidden/truth.csv",
     params:
         n_galaxies=config["survey"]["simulated"]["gz2_galaxies"],
+        selection=config["survey"]["simulated"]["gz2_selection"],
         seed=config["seed"] + 1,
     threads: 1
     resources:

@@ -50,19 +50,54 @@ def simulate_decals_survey(n_galaxies: int, seed: int, out: dict[str, str]) -> p
     return truth
 
 
-def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str]) -> pd.DataFrame:
+# GZ2's main sample (Willett et al. 2013): the brightest quarter of the SDSS Main Galaxy
+# Sample, r < 17.0 and petroR90_r > 3 arcsec; the Kaggle set is drawn from it
+GZ2_MAG_R_MAX = 17.0
+GZ2_PETRO_R90_MIN = 3.0
+GZ2_MAG_R_MIN = 13.0  # the bright end of the drawn population (no GZ2 cut; few are this bright)
+MAX_DRAW_FACTOR = 50  # cuts that pass fewer than 1 in 50 drawn galaxies are refused
+
+
+def simulate_gz2_tables(n_galaxies: int, seed: int, out: dict[str, str], mag_r_max: float = GZ2_MAG_R_MAX,
+                        petro_r90_min: float = GZ2_PETRO_R90_MIN) -> pd.DataFrame:
     """Write the GZ2-like Kaggle table and the truth table (keys ``solutions``, ``truth``).
-    GZ2's main sample is brighter (r < 17.77 from SDSS DR7 spectroscopy) and its images
-    are 424 px at 0.02 x petroR90 arcsec per pixel."""
-    truth = sample_population(n_galaxies, seed, sky_patch=(0.0, 360.0, -10.0, 60.0), mag_range=(13.0, 17.77))
+
+    The galaxies are GZ2's main-sample selection: ``mag_r`` < ``mag_r_max`` and petroR90
+    (arcsec, SDSS-measured) >= ``petro_r90_min``, so exactly ``n_galaxies`` pass. Its images
+    are 424 px at 0.02 x petroR90 arcsec per pixel (:func:`render_gz2_jpeg`)."""
+    truth = gz2_main_sample(n_galaxies, seed, mag_r_max, petro_r90_min)
     rng = np.random.default_rng(seed + 1)
     ids = np.sort(rng.choice(np.arange(100000, 1000000), size=n_galaxies, replace=False))
     truth.insert(0, "gz2_id", ids)
-    radii = np.array([petrosian_radii(row) for _, row in truth.iterrows()])
-    truth["petro_r90"] = radii[:, 2] * np.exp(rng.normal(0, 0.05, n_galaxies))
     truth["no_coverage"] = False  # the Kaggle set only holds galaxies with images
     write_csv(sample_gz2_solutions(truth, seed + 2), out["solutions"])
     write_csv(truth, out["truth"])
+    return truth
+
+
+def gz2_main_sample(n_galaxies: int, seed: int, mag_r_max: float = GZ2_MAG_R_MAX,
+                    petro_r90_min: float = GZ2_PETRO_R90_MIN) -> pd.DataFrame:
+    """``n_galaxies`` simulated galaxies that pass GZ2's main-sample cuts, with their
+    measured ``petro_r90`` (arcsec; the profile's, with 5% measurement scatter). Deterministic
+    for a given ``seed``: the population is drawn larger than needed (more if too few pass)
+    and the first ``n_galaxies`` that pass are kept, renumbered 0..n-1 in ``galaxy_index``."""
+    if not GZ2_MAG_R_MIN < mag_r_max:
+        raise ValueError(f"GZ2 selection: mag_r_max {mag_r_max} must be fainter than {GZ2_MAG_R_MIN}")
+    n_draw = int(n_galaxies * 1.15) + 20
+    while True:
+        population = sample_population(n_draw, seed, sky_patch=(0.0, 360.0, -10.0, 60.0),
+                                       mag_range=(GZ2_MAG_R_MIN, mag_r_max))
+        scatter = np.exp(np.random.default_rng(seed + 3).normal(0, 0.05, n_draw))
+        population["petro_r90"] = np.array([petrosian_radii(row)[2] for _, row in population.iterrows()]) * scatter
+        passed = population[population["petro_r90"] >= petro_r90_min]
+        if len(passed) >= n_galaxies:
+            break
+        if n_draw >= MAX_DRAW_FACTOR * n_galaxies:
+            raise ValueError(f"GZ2 selection: only {len(passed)} of {n_draw} simulated galaxies pass mag_r < "
+                             f"{mag_r_max} and petroR90 >= {petro_r90_min} arcsec, {n_galaxies} wanted; loosen the cuts")
+        n_draw = min(MAX_DRAW_FACTOR * n_galaxies, int(n_draw * 1.2 * n_galaxies / max(len(passed), 1)) + 20)
+    truth = passed.head(n_galaxies).reset_index(drop=True)
+    truth["galaxy_index"] = np.arange(n_galaxies)
     return truth
 
 
