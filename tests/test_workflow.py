@@ -495,3 +495,37 @@ def test_anomaly_scale_96_overlay_continues_the_scale_model_at_96_px(tmp_path):
     # (pretrain itself is planned after the catalogue checkpoint, so not listed here)
     assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
     assert not re.search(r"output: results/(?!anomaly_scale_96/)", proc.stdout)
+
+
+def test_anomaly_scale_224_overlay_crops_at_224_and_takes_the_gpu_weights(tmp_path):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config/anomaly_scale_224.yaml").read_text())
+    assert (config["preprocessing"]["resize_to"], config["preprocessing"]["crop_to"]) == (300, 224)  # W+22
+    overlay = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale_224.yaml"))
+    proc = run_snakemake(tmp_path, "-n", *overlay)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
+    assert not re.search(r"output: results/(?!anomaly_scale_224/)", proc.stdout)
+    # device/pretrain.sh asks for exactly the file the pretrain rule writes under this overlay
+    proc = run_snakemake(tmp_path, "-n", "results/anomaly_scale_224/models/multi/model.weights.h5", *overlay[1:])
+    assert re.search(r"^pretrain\s+1$", proc.stdout, re.M)
+    # with the weights the GPU machine trained: named when missing; then every shard is
+    # embedded with them and nothing is pretrained
+    with_weights = (*overlay, str(ROOT / "config/anomaly_scale_224_weights.yaml"))
+    proc = run_snakemake(tmp_path, "-n", *with_weights, check=False)
+    assert proc.returncode != 0
+    assert "resources/device/anomaly_scale_224/model.weights.h5" in proc.stdout + proc.stderr
+    weights = tmp_path / "resources/device/anomaly_scale_224/model.weights.h5"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    proc = run_snakemake(tmp_path, "-n", *with_weights)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    shard = "results/anomaly_scale_224/gz2/embeddings/shard_0.h5"
+    for configs, model in ((with_weights[1:], "resources/device/anomaly_scale_224/model.weights.h5"),
+                           (overlay[1:], "results/anomaly_scale_224/models/multi/model.weights.h5")):
+        proc = run_snakemake(tmp_path, "-n", shard, *configs)
+        embed = proc.stdout[proc.stdout.index("rule embed:"):]
+        assert model in embed[:embed.index("output:")]
+        if configs == with_weights[1:]:
+            assert not re.search(r"^pretrain\s", proc.stdout, re.M)
