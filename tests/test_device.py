@@ -5,9 +5,14 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -45,12 +50,12 @@ def test_pretrain_script_refuses_without_configs_or_out(tmp_path):
     assert proc.returncode != 0 and "OUT must name the folder" in proc.stderr
 
 
-def returned_files(folder, payload: bytes, part_size: int):
+def returned_files(folder, payload: bytes, part_size: int, name: str = "model.weights.h5"):
     """What device/pretrain.sh leaves under $OUT, for a weights file holding ``payload``."""
     folder.mkdir()
     for i in range(0, len(payload), part_size):
-        (folder / f"model.weights.h5.part-{i // part_size:02d}").write_bytes(payload[i:i + part_size])
-    (folder / "weights.sha256").write_text(f"{hashlib.sha256(payload).hexdigest()}  model.weights.h5\n")
+        (folder / f"{name}.part-{i // part_size:02d}").write_bytes(payload[i:i + part_size])
+    (folder / f"{name}.sha256").write_text(f"{hashlib.sha256(payload).hexdigest()}  {name}\n")
     (folder / "logs").mkdir()
     (folder / "logs/history.csv").write_text("epoch,val_loss\n1,40.0\n")
     with tarfile.open(folder / "logs.tar.gz", "w:gz") as tar:
@@ -67,6 +72,19 @@ def test_receive_joins_the_parts_in_order_and_unpacks_the_logs(tmp_path):
     assert (target.parent / "logs/history.csv").read_text().startswith("epoch,val_loss")
 
 
+def test_receive_takes_the_raw_checkpoint_when_the_conversion_failed_there(tmp_path):
+    payload = os.urandom(12_000)
+    returned_files(tmp_path / "out", payload, part_size=10_000, name="best.weights.npz")
+    target = tmp_path / "w/model.weights.h5"
+    proc = subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out"), str(target)],
+                          capture_output=True, text=True, check=True)
+    assert (tmp_path / "w/model.npz").read_bytes() == payload and not target.exists()
+    assert "load_weights" in proc.stderr
+    proc = subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "nothing"), str(target)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "no weights parts" in proc.stderr
+
+
 @pytest.mark.parametrize("damage", ["missing part", "truncated part"])
 def test_receive_refuses_damaged_parts_and_writes_nothing(tmp_path, damage):
     payload = os.urandom(25_000)
@@ -81,3 +99,82 @@ def test_receive_refuses_damaged_parts_and_writes_nothing(tmp_path, damage):
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "does not match" in proc.stderr
     assert not target.exists() and not (tmp_path / "w/model.weights.h5.part").exists()
+
+
+def test_pretrain_script_stops_at_once_without_a_gpu(tmp_path):
+    out = tmp_path / "out"
+    started = time.monotonic()
+    proc = run_pretrain_script(tmp_path, 600, {"results": str(tmp_path / "work/results")}, out, DEVICE_ALLOW_CPU="")
+    assert proc.returncode == 3 and "sees no GPU" in proc.stderr
+    assert time.monotonic() - started < 120 and not (tmp_path / "work/results").exists()
+    assert "device: cpu" in (out / "machine.txt").read_text()
+
+
+def run_pretrain_script(tmp_path, seconds: int, overlay: dict, out: Path, **env_overrides):
+    """device/pretrain.sh as the GPU machine runs it, here: the tiny config (plus
+    ``overlay``) in a working directory under tmp_path, with this environment's Python and
+    TensorFlow instead of the carried wheels (Python 3.12's, which may be here) and JAX."""
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "DEVICE_WORKDIR": str(tmp_path / "work"), "KERAS_BACKEND": "tensorflow",
+           "DEVICE_WHEELS": str(tmp_path / "no-wheels"), "DEVICE_ALLOW_CPU": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RESERVE_S": "20", **env_overrides}
+    return subprocess.run(["bash", str(DEVICE / "pretrain.sh"), str(seconds), str(ROOT / "config/tiny.yaml"),
+                           str(tmp_path / "overlay.yaml")], capture_output=True, text=True, env=env, timeout=900)
+
+
+def received_weights(tmp_path, out: Path):
+    """Join the returned parts as receive_weights.sh does; the checkpoint's best weights
+    beside them, for comparison."""
+    returned = sorted(p.name for p in out.iterdir())
+    assert len(returned) <= 8 and all((out / name).stat().st_size < 16 * 2**20 for name in returned), returned
+    target = tmp_path / f"received_{out.name}/model.weights.h5"
+    subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(out), str(target)], check=True, capture_output=True)
+    return target
+
+
+def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
+    from morphtools.model import ModelSpec, load_trained
+
+    overlay = {"results": str(tmp_path / "work/results"), "resources": str(tmp_path / "work/resources")}
+    proc = run_pretrain_script(tmp_path, 600, overlay, tmp_path / "out1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no carried wheels" in proc.stdout and "finished after epoch 2" in proc.stdout
+    weights = received_weights(tmp_path, tmp_path / "out1")
+    checkpoint = tmp_path / "work/results/models/multi/checkpoint/best.weights.npz"
+    spec = ModelSpec(32)  # the tiny config's crops
+    with np.load(checkpoint) as best:
+        assert all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
+    first_history = (weights.parent / "logs/history.csv").read_text().splitlines()
+    assert first_history[0].startswith("epoch,loss,val_loss") and len(first_history) == 3
+
+    # More epochs than the time allows: stopped by the limit, the run resumes from its
+    # checkpoint and returns the best epoch so far, and no process of another run is touched
+    bystander_dir = tmp_path / "other/.snakemake/scripts"
+    bystander_dir.mkdir(parents=True)
+    (bystander_dir / "tmpxyz.pretrain.py").write_text("import time\ntime.sleep(600)\n")
+    bystander = subprocess.Popen([sys.executable, str(bystander_dir / "tmpxyz.pretrain.py")])
+    try:
+        overlay["pretraining"] = {"epochs": 500, "patience": 500}
+        started = time.monotonic()
+        proc = run_pretrain_script(tmp_path, 90, overlay, tmp_path / "out2")
+        elapsed = time.monotonic() - started
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        stopped = re.search(r"stopped after epoch (\d+): best validation loss ([\d.]+) at epoch (\d+)", proc.stdout)
+        assert stopped and 2 < int(stopped.group(1)) < 500, proc.stdout[-2000:]
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+    # the limit bounds the whole script, but for the job's 30 s before SIGKILL and the conversion
+    assert elapsed < 90 + 60
+    mine = subprocess.run(["pgrep", "-f", str(tmp_path / "work/.snakemake/scripts")], capture_output=True)
+    assert mine.returncode == 1  # nothing of the stopped run is left running
+    weights = received_weights(tmp_path, tmp_path / "out2")
+    history = (weights.parent / "logs/history.csv").read_text().splitlines()[1:]
+    val_losses = [float(row.split(",")[2]) for row in history]
+    assert len(history) == int(stopped.group(1))
+    assert history[:2] == first_history[1:]  # epochs 1-2 resumed from the checkpoint, not trained again
+    best_epoch = int(stopped.group(3))
+    assert val_losses[best_epoch - 1] == min(val_losses) == pytest.approx(float(stopped.group(2)), abs=1e-4)
+    with np.load(checkpoint) as best:
+        assert all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
