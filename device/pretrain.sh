@@ -52,12 +52,13 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 sees() {  # the device Keras sees on backend $1: gpu or cpu (morphtools.model.accelerator)
     KERAS_BACKEND=$1 python3 -c 'from morphtools.model import accelerator; print(accelerator())' 2>/dev/null | tail -n 1
 }
-if [ -z "${KERAS_BACKEND:-}" ]; then
-    KERAS_BACKEND=jax
-    [ "$(sees jax)" = gpu ] || { [ "$(sees torch)" = gpu ] && KERAS_BACKEND=torch; }
+if [ -n "${KERAS_BACKEND:-}" ]; then
+    device=$(sees "$KERAS_BACKEND")
+else
+    KERAS_BACKEND=jax device=$(sees jax)
+    if [ "$device" != gpu ] && [ "$(sees torch)" = gpu ]; then KERAS_BACKEND=torch device=gpu; fi
 fi
 export KERAS_BACKEND
-device=$(sees "$KERAS_BACKEND")
 { nvidia-smi -L 2>/dev/null; python3 -c 'import keras; print("keras", keras.__version__, "backend", keras.config.backend())'
   echo "device: ${device:-none}"; } | tee "$out/machine.txt"
 if [ "$device" != gpu ] && [ -z "${DEVICE_ALLOW_CPU:-}" ]; then
@@ -105,14 +106,17 @@ fi
 cp "$checkpoint/best.weights.npz" "$out/best.weights.npz"
 
 # The best weights as a Keras weights file, without the optimiser's state (which would
-# triple it), and the per-epoch history
-python3 - "$checkpoint" "$out" "${configs[@]}" <<'EOF'
+# triple it), in the architecture the checkpoint itself saved; and the per-epoch history
+python3 - "$checkpoint" "$out" <<'EOF'
 import csv, json, sys
 from pathlib import Path
 
-import yaml
+import keras
 
-checkpoint, out, configs = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+from morphtools.model import keras_classes
+from morphtools.pretraining import Checkpoint
+
+checkpoint, out = Path(sys.argv[1]), Path(sys.argv[2])
 state_file = checkpoint / "state.json"
 state = json.loads(state_file.read_text()) if state_file.exists() else None  # not yet after epoch 1's weights
 if state and state["history"]:
@@ -120,17 +124,8 @@ if state and state["history"]:
         writer = csv.DictWriter(f, fieldnames=list(state["history"][0]))
         writer.writeheader()
         writer.writerows(state["history"])
-config = {}
-for f in configs:  # the workflow's configs merge key by key; two levels are enough here
-    for key, value in (yaml.safe_load(open(f)) or {}).items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-from morphtools.model import ModelSpec, build_model
-from morphtools.pretraining import Checkpoint
-
-questions = config["pretraining"].get("variants", {}).get("multi", "all")
-spec = ModelSpec(config["preprocessing"]["crop_to"], dropout=config["pretraining"]["dropout"],
-                 **({} if questions == "all" else {"questions": tuple(questions)}))
-model = build_model(spec)
+keras_classes()  # registers the custom layer and loss the checkpoint names
+model = keras.saving.load_model(checkpoint / "last.keras", compile=False)
 Checkpoint.load_weights(model, out / "best.weights.npz")
 model.save_weights(out / "model.weights.h5")
 finished = (checkpoint.parent / "model.weights.h5").exists()
