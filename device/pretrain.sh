@@ -136,10 +136,12 @@ if state:
 else:
     print("stopped during epoch 1's checkpoint: the weights are epoch 1's")
 EOF
-if [ -f "$out/model.weights.h5" ]; then
+converted=$?
+if [ "$converted" -eq 0 ] && [ -f "$out/model.weights.h5" ]; then
     rm "$out/best.weights.npz" && pack model.weights.h5 || exit 1
 else
     echo "the conversion failed: returning the checkpoint's best.weights.npz" >&2
+    rm -f "$out/model.weights.h5"
     pack best.weights.npz
     exit 1
 fi
