@@ -178,3 +178,16 @@ def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
     assert val_losses[best_epoch - 1] == min(val_losses) == pytest.approx(float(stopped.group(2)), abs=1e-4)
     with np.load(checkpoint) as best:
         assert all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
+
+    # A checkpoint the conversion cannot read (here: a damaged last.keras): the raw best
+    # weights come back instead, with their sha256, and the script says it failed
+    (tmp_path / "work/results/models/multi/checkpoint/last.keras").write_bytes(b"damaged")
+    overlay.pop("pretraining")
+    proc = run_pretrain_script(tmp_path, 600, overlay, tmp_path / "out3")
+    assert proc.returncode == 1 and "returning the checkpoint's best.weights.npz" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out3").iterdir()) == [
+        "best.weights.npz.part-00", "best.weights.npz.part-01", "best.weights.npz.sha256", "logs.tar.gz"]
+    target = tmp_path / "received_out3/model.weights.h5"
+    subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out3"), str(target)], check=True,
+                   capture_output=True)
+    assert (tmp_path / "received_out3/model.npz").read_bytes() == checkpoint.read_bytes()
