@@ -62,54 +62,6 @@ def returned_files(folder, payload: bytes, part_size: int, name: str = "model.we
         tar.add(folder / "logs", arcname="logs")
 
 
-def test_receive_joins_the_parts_in_order_and_unpacks_the_logs(tmp_path):
-    payload = os.urandom(25_000)
-    returned_files(tmp_path / "out", payload, part_size=10_000)  # three parts, the last short
-    target = tmp_path / "resources/device/run/model.weights.h5"
-    subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out"), str(target)], check=True,
-                   capture_output=True)
-    assert target.read_bytes() == payload
-    assert (target.parent / "logs/history.csv").read_text().startswith("epoch,val_loss")
-
-
-def test_receive_takes_the_raw_checkpoint_when_the_conversion_failed_there(tmp_path):
-    payload = os.urandom(12_000)
-    returned_files(tmp_path / "out", payload, part_size=10_000, name="best.weights.npz")
-    target = tmp_path / "w/model.weights.h5"
-    proc = subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out"), str(target)],
-                          capture_output=True, text=True, check=True)
-    assert (tmp_path / "w/model.npz").read_bytes() == payload and not target.exists()
-    assert "load_weights" in proc.stderr
-    proc = subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "nothing"), str(target)],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "no weights parts" in proc.stderr
-
-
-@pytest.mark.parametrize("damage", ["missing part", "truncated part"])
-def test_receive_refuses_damaged_parts_and_writes_nothing(tmp_path, damage):
-    payload = os.urandom(25_000)
-    returned_files(tmp_path / "out", payload, part_size=10_000)
-    part = tmp_path / "out/model.weights.h5.part-01"
-    if damage == "missing part":
-        part.unlink()
-    else:
-        part.write_bytes(part.read_bytes()[:-1])
-    target = tmp_path / "w/model.weights.h5"
-    proc = subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out"), str(target)],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0 and "does not match" in proc.stderr
-    assert not target.exists() and not (tmp_path / "w/model.weights.h5.part").exists()
-
-
-def test_pretrain_script_stops_at_once_without_a_gpu(tmp_path):
-    out = tmp_path / "out"
-    started = time.monotonic()
-    proc = run_pretrain_script(tmp_path, 600, {"results": str(tmp_path / "work/results")}, out, DEVICE_ALLOW_CPU="")
-    assert proc.returncode == 3 and "sees no GPU" in proc.stderr
-    assert time.monotonic() - started < 120 and not (tmp_path / "work/results").exists()
-    assert "device: cpu" in (out / "machine.txt").read_text()
-
-
 def run_pretrain_script(tmp_path, seconds: int, overlay: dict, out: Path, **env_overrides):
     """device/pretrain.sh as the GPU machine runs it, here: the tiny config (plus
     ``overlay``) in a working directory under tmp_path, with this environment's Python and
@@ -123,18 +75,76 @@ def run_pretrain_script(tmp_path, seconds: int, overlay: dict, out: Path, **env_
                            str(tmp_path / "overlay.yaml")], capture_output=True, text=True, env=env, timeout=900)
 
 
+def receive(out: Path, target: Path, check: bool = True):
+    """device/receive_weights.sh OUT TARGET, as run here after a device run."""
+    return subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(out), str(target)], capture_output=True,
+                          text=True, check=check)
+
+
 def received_weights(tmp_path, out: Path):
-    """Join the returned parts as receive_weights.sh does; the checkpoint's best weights
-    beside them, for comparison."""
+    """The weights file joined from a run's returned parts, after checking that what came
+    back fits what the device tool returns (at most 8 files, each under 16 MiB)."""
     returned = sorted(p.name for p in out.iterdir())
     assert len(returned) <= 8 and all((out / name).stat().st_size < 16 * 2**20 for name in returned), returned
     target = tmp_path / f"received_{out.name}/model.weights.h5"
-    subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(out), str(target)], check=True, capture_output=True)
+    receive(out, target)
     return target
 
 
+def weights_equal_checkpoint(weights: Path, checkpoint: Path, spec) -> bool:
+    """Whether a .weights.h5 loads into ``spec``'s model with exactly the checkpoint's best weights."""
+    from morphtools.model import load_trained
+
+    with np.load(checkpoint) as best:
+        return all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
+
+
+def test_receive_joins_the_parts_in_order_and_unpacks_the_logs(tmp_path):
+    payload = os.urandom(25_000)
+    returned_files(tmp_path / "out", payload, part_size=10_000)  # three parts, the last short
+    target = tmp_path / "resources/device/run/model.weights.h5"
+    receive(tmp_path / "out", target)
+    assert target.read_bytes() == payload
+    assert (target.parent / "logs/history.csv").read_text().startswith("epoch,val_loss")
+
+
+def test_receive_takes_the_raw_checkpoint_when_the_conversion_failed_there(tmp_path):
+    payload = os.urandom(12_000)
+    returned_files(tmp_path / "out", payload, part_size=10_000, name="best.weights.npz")
+    target = tmp_path / "w/model.weights.h5"
+    proc = receive(tmp_path / "out", target)
+    assert (tmp_path / "w/model.npz").read_bytes() == payload and not target.exists()
+    assert "load_weights" in proc.stderr
+    proc = receive(tmp_path / "nothing", target, check=False)
+    assert proc.returncode != 0 and "no weights parts" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing part", "truncated part"])
+def test_receive_refuses_damaged_parts_and_writes_nothing(tmp_path, damage):
+    payload = os.urandom(25_000)
+    returned_files(tmp_path / "out", payload, part_size=10_000)
+    part = tmp_path / "out/model.weights.h5.part-01"
+    if damage == "missing part":
+        part.unlink()
+    else:
+        part.write_bytes(part.read_bytes()[:-1])
+    target = tmp_path / "w/model.weights.h5"
+    proc = receive(tmp_path / "out", target, check=False)
+    assert proc.returncode != 0 and "does not match" in proc.stderr
+    assert not target.exists() and not (tmp_path / "w/model.weights.h5.part").exists()
+
+
+def test_pretrain_script_stops_at_once_without_a_gpu(tmp_path):
+    out = tmp_path / "out"
+    started = time.monotonic()
+    proc = run_pretrain_script(tmp_path, 600, {"results": str(tmp_path / "work/results")}, out, DEVICE_ALLOW_CPU="")
+    assert proc.returncode == 3 and "sees no GPU" in proc.stderr
+    assert time.monotonic() - started < 120 and not (tmp_path / "work/results").exists()
+    assert "device: cpu" in (out / "machine.txt").read_text()
+
+
 def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
-    from morphtools.model import ModelSpec, load_trained
+    from morphtools.model import ModelSpec
 
     overlay = {"results": str(tmp_path / "work/results"), "resources": str(tmp_path / "work/resources")}
     proc = run_pretrain_script(tmp_path, 600, overlay, tmp_path / "out1")
@@ -143,8 +153,7 @@ def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
     weights = received_weights(tmp_path, tmp_path / "out1")
     checkpoint = tmp_path / "work/results/models/multi/checkpoint/best.weights.npz"
     spec = ModelSpec(32)  # the tiny config's crops
-    with np.load(checkpoint) as best:
-        assert all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
+    assert weights_equal_checkpoint(weights, checkpoint, spec)
     first_history = (weights.parent / "logs/history.csv").read_text().splitlines()
     assert first_history[0].startswith("epoch,loss,val_loss") and len(first_history) == 3
 
@@ -176,8 +185,7 @@ def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
     assert history[:2] == first_history[1:]  # epochs 1-2 resumed from the checkpoint, not trained again
     best_epoch = int(stopped.group(3))
     assert val_losses[best_epoch - 1] == min(val_losses) == pytest.approx(float(stopped.group(2)), abs=1e-4)
-    with np.load(checkpoint) as best:
-        assert all(np.array_equal(a, best[f"arr_{i}"]) for i, a in enumerate(load_trained(weights, spec).get_weights()))
+    assert weights_equal_checkpoint(weights, checkpoint, spec)
 
     # A checkpoint the conversion cannot read (here: a damaged last.keras): the raw best
     # weights come back instead, with their sha256, and the script says it failed
@@ -188,6 +196,5 @@ def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out3").iterdir()) == [
         "best.weights.npz.part-00", "best.weights.npz.part-01", "best.weights.npz.sha256", "logs.tar.gz"]
     target = tmp_path / "received_out3/model.weights.h5"
-    subprocess.run(["bash", str(DEVICE / "receive_weights.sh"), str(tmp_path / "out3"), str(target)], check=True,
-                   capture_output=True)
+    receive(tmp_path / "out3", target)
     assert (tmp_path / "received_out3/model.npz").read_bytes() == checkpoint.read_bytes()
