@@ -529,3 +529,40 @@ def test_anomaly_scale_224_overlay_crops_at_224_and_takes_the_gpu_weights(tmp_pa
         assert model in embed[:embed.index("output:")]
         if configs == with_weights[1:]:
             assert not re.search(r"^pretrain\s", proc.stdout, re.M)
+
+
+def test_pretrain_large_overlay_builds_only_its_model_and_the_scale_grid_takes_it(tmp_path):
+    import yaml
+
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    large = yaml.safe_load((ROOT / "config/pretrain_large.yaml").read_text())
+    # an independent draw of the population, larger than the scale overlay's survey
+    assert large["seed"] != default["seed"]
+    assert large["survey"]["simulated"]["decals_galaxies"] >= 3 * 16000
+    model = "results/pretrain_large/models/multi/model.weights.h5"
+    configs = ("--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/pretrain_large.yaml"))
+    proc = run_snakemake(tmp_path, "-n", model, *configs)
+    assert re.search(r"^pretrain\s+1$", proc.stdout, re.M)
+    assert re.search(r"^preprocess\s+24$", proc.stdout, re.M)
+    assert "gz2" not in proc.stdout  # the model needs only the DECaLS-like survey
+    assert not re.search(r"output: (results|resources)/(?!pretrain_large/)", proc.stdout)
+
+    # the scale grid on that model: named when missing; then every shard of the scale
+    # survey is embedded with it and nothing is pretrained
+    grid = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale.yaml"),
+            str(ROOT / "config/anomaly_scale_large_model.yaml"))
+    proc = run_snakemake(tmp_path, "-n", *grid, check=False)
+    assert proc.returncode != 0
+    assert model in proc.stdout + proc.stderr
+    weights = tmp_path / model
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    proc = run_snakemake(tmp_path, "-n", *grid)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    assert not re.search(r"^pretrain\s", proc.stdout, re.M)
+    assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
+    assert not re.search(r"output: results/(?!anomaly_scale_large_model/)", proc.stdout)
+    shard = "results/anomaly_scale_large_model/decals/embeddings/shard_0.h5"
+    proc = run_snakemake(tmp_path, "-n", shard, *grid[1:])
+    embed = proc.stdout[proc.stdout.index("rule embed:"):]
+    assert model in embed[:embed.index("output:")]
