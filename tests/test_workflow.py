@@ -497,6 +497,27 @@ def test_anomaly_scale_96_overlay_continues_the_scale_model_at_96_px(tmp_path):
     assert not re.search(r"output: results/(?!anomaly_scale_96/)", proc.stdout)
 
 
+def assert_grid_takes_weights(tmp_path, grid_configs, weights, results):
+    """Under the config files ``grid_configs``, the ``anomaly`` target names the external
+    ``weights`` file while it is missing; once it exists, the 195 runs are planned under
+    ``results`` only, nothing is pretrained, and the shards are embedded with it."""
+    grid = ("anomaly", "--configfile", *(str(ROOT / "config" / name) for name in grid_configs))
+    proc = run_snakemake(tmp_path, "-n", *grid, check=False)
+    assert proc.returncode != 0
+    assert weights in proc.stdout + proc.stderr
+    (tmp_path / weights).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / weights).write_bytes(b"weights")
+    proc = run_snakemake(tmp_path, "-n", *grid)
+    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
+    assert not re.search(r"^pretrain\s", proc.stdout, re.M)
+    assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
+    assert not re.search(rf"output: results/(?!{results}/)", proc.stdout)
+    for survey in ("decals", "gz2"):
+        proc = run_snakemake(tmp_path, "-n", f"results/{results}/{survey}/embeddings/shard_0.h5", *grid[1:])
+        embed = proc.stdout[proc.stdout.index("rule embed:"):]
+        assert weights in embed[:embed.index("output:")]
+
+
 def test_anomaly_scale_224_overlay_crops_at_224_and_takes_the_gpu_weights(tmp_path):
     import yaml
 
@@ -508,27 +529,15 @@ def test_anomaly_scale_224_overlay_crops_at_224_and_takes_the_gpu_weights(tmp_pa
     assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
     assert not re.search(r"output: results/(?!anomaly_scale_224/)", proc.stdout)
     # device/pretrain.sh asks for exactly the file the pretrain rule writes under this overlay
-    proc = run_snakemake(tmp_path, "-n", "results/anomaly_scale_224/models/multi/model.weights.h5", *overlay[1:])
+    model = "results/anomaly_scale_224/models/multi/model.weights.h5"
+    proc = run_snakemake(tmp_path, "-n", model, *overlay[1:])
     assert re.search(r"^pretrain\s+1$", proc.stdout, re.M)
-    # with the weights the GPU machine trained: named when missing; then every shard is
-    # embedded with them and nothing is pretrained
-    with_weights = (*overlay, str(ROOT / "config/anomaly_scale_224_weights.yaml"))
-    proc = run_snakemake(tmp_path, "-n", *with_weights, check=False)
-    assert proc.returncode != 0
-    assert "resources/device/anomaly_scale_224/model.weights.h5" in proc.stdout + proc.stderr
-    weights = tmp_path / "resources/device/anomaly_scale_224/model.weights.h5"
-    weights.parent.mkdir(parents=True)
-    weights.write_bytes(b"weights")
-    proc = run_snakemake(tmp_path, "-n", *with_weights)
-    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
-    shard = "results/anomaly_scale_224/gz2/embeddings/shard_0.h5"
-    for configs, model in ((with_weights[1:], "resources/device/anomaly_scale_224/model.weights.h5"),
-                           (overlay[1:], "results/anomaly_scale_224/models/multi/model.weights.h5")):
-        proc = run_snakemake(tmp_path, "-n", shard, *configs)
-        embed = proc.stdout[proc.stdout.index("rule embed:"):]
-        assert model in embed[:embed.index("output:")]
-        if configs == with_weights[1:]:
-            assert not re.search(r"^pretrain\s", proc.stdout, re.M)
+    proc = run_snakemake(tmp_path, "-n", "results/anomaly_scale_224/gz2/embeddings/shard_0.h5", *overlay[1:])
+    embed = proc.stdout[proc.stdout.index("rule embed:"):]
+    assert model in embed[:embed.index("output:")]
+    # with the weights the GPU machine trained instead
+    assert_grid_takes_weights(tmp_path, ("config.yaml", "anomaly_scale_224.yaml", "anomaly_scale_224_weights.yaml"),
+                              "resources/device/anomaly_scale_224/model.weights.h5", "anomaly_scale_224")
 
 
 def test_pretrain_large_overlay_builds_only_its_model_and_the_scale_grid_takes_it(tmp_path):
@@ -546,23 +555,6 @@ def test_pretrain_large_overlay_builds_only_its_model_and_the_scale_grid_takes_i
     assert re.search(r"^preprocess\s+24$", proc.stdout, re.M)
     assert "gz2" not in proc.stdout  # the model needs only the DECaLS-like survey
     assert not re.search(r"output: (results|resources)/(?!pretrain_large/)", proc.stdout)
-
-    # the scale grid on that model: named when missing; then every shard of the scale
-    # survey is embedded with it and nothing is pretrained
-    grid = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale.yaml"),
-            str(ROOT / "config/anomaly_scale_large_model.yaml"))
-    proc = run_snakemake(tmp_path, "-n", *grid, check=False)
-    assert proc.returncode != 0
-    assert model in proc.stdout + proc.stderr
-    weights = tmp_path / model
-    weights.parent.mkdir(parents=True)
-    weights.write_bytes(b"weights")
-    proc = run_snakemake(tmp_path, "-n", *grid)
-    assert re.search(r"^anomaly_run\s+195$", proc.stdout, re.M)
-    assert not re.search(r"^pretrain\s", proc.stdout, re.M)
-    assert "resources/anomaly_scale/simulated/gz2/training_solutions_rev1.csv" in proc.stdout
-    assert not re.search(r"output: results/(?!anomaly_scale_large_model/)", proc.stdout)
-    shard = "results/anomaly_scale_large_model/decals/embeddings/shard_0.h5"
-    proc = run_snakemake(tmp_path, "-n", shard, *grid[1:])
-    embed = proc.stdout[proc.stdout.index("rule embed:"):]
-    assert model in embed[:embed.index("output:")]
+    # the scale overlay's grid on that model
+    assert_grid_takes_weights(tmp_path, ("config.yaml", "anomaly_scale.yaml", "anomaly_scale_large_model.yaml"),
+                              model, "anomaly_scale_large_model")
