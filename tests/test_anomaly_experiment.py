@@ -65,6 +65,7 @@ def test_experiment_table_cuts_labels_and_prevalence():
     assert (table["is_anomaly"] == (table["fraction"] > summary["threshold"])).all()
     assert (table["rating"] == simulated_rating(table["fraction"])).all()
     assert summary["n_galaxies"] == len(table) and summary["ellipse_failed"] >= 1
+    assert summary["paper_row"] == "merger"  # compared with the paper's row of its own name
 
 
 def test_featured_face_on_filter_and_fixed_threshold():
@@ -98,3 +99,9 @@ def test_spec_from_config_takes_the_filter_cuts():
     spec = ExperimentSpec.from_config("odd", {"survey": "gz2", "fraction": "Class6.1", "threshold": 0.9,
                                               "methods": ["cnn_gp"]}, {"featured_min": 0.5, "face_on_min": 0.7})
     assert spec.methods == ("cnn_gp",) and spec.featured_min == 0.5 and spec.threshold == 0.9
+    # a variant of a paper experiment names the paper's row it is compared with
+    ids, catalogue, ellipse, predicted, _ = make_inputs()
+    spec = ExperimentSpec.from_config("merger-featured-face-on", {
+        "survey": "decals", "fraction": "merging_merger_fraction", "featured_face_on": True,
+        "paper_row": "merger", "methods": ["cnn_gp"]})
+    assert build_experiment_table(spec, catalogue, ids, ellipse, predicted)[1]["paper_row"] == "merger"

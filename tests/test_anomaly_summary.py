@@ -77,6 +77,11 @@ def test_table_1_layout_and_errors():
     assert cnn["average precision"] == "0.60 ± 0.17" and cnn["paper average precision"] == "0.55 ± 0.10"
     assert cnn["accuracy (top 50)"] == "100.0% ± 0.0" and cnn["paper accuracy (top 200)"] == "87% ± 11"
     assert cnn["best possible (top 200)"] == "50.0%" and cnn["repeats"] == 3 and cnn["data set"] == "GZ2"
+    # a variant experiment is set beside the paper row it names; an unknown one beside nothing
+    variant = metrics.assign(experiment="odd-bright")
+    table = table_1(variant, {"odd-bright": {"survey": "gz2", "paper_row": "odd"}})
+    assert table.iloc[1]["anomaly"] == "odd-bright" and table.iloc[1]["paper average precision"] == "0.55 ± 0.10"
+    assert table_1(variant, {"odd-bright": {"survey": "gz2"}}).iloc[1]["paper average precision"] == ""
     metrics["flat_fit_share"] = np.where(metrics["method"] == "cnn_gp", 0.25, np.nan)
     summary = numeric_summary(metrics).set_index("method")
     assert summary.loc["cnn_gp", "average_precision"] == pytest.approx(0.6)

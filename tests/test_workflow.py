@@ -408,6 +408,27 @@ def test_anomaly_scale_overlay_trains_on_its_survey_and_writes_apart(tmp_path):
     assert not re.search(r"^pretrain\s", proc.stdout, re.M)
 
 
+def job_counts(dry_run_stdout):
+    """``{rule: count}`` from a dry run's job table."""
+    table = dry_run_stdout[dry_run_stdout.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def test_featured_face_on_overlay_adds_only_its_three_experiments_to_the_scale_grid(tmp_path):
+    scale = ("anomaly", "--configfile", str(ROOT / "config/config.yaml"), str(ROOT / "config/anomaly_scale.yaml"))
+    base = job_counts(run_snakemake(tmp_path, "-n", *scale).stdout)
+    proc = run_snakemake(tmp_path, "-n", *scale, str(ROOT / "config/anomaly_scale_featured_face_on.yaml"))
+    counts = job_counts(proc.stdout)
+    # 3 experiments x 3 methods x 15 repeats beside the scale grid's 195 runs; the same
+    # surveys, model, embeddings and ellipse features
+    assert counts.pop("anomaly_run") == base.pop("anomaly_run") + 3 * 3 * 15
+    assert counts.pop("anomaly_experiment") == base.pop("anomaly_experiment") + 3
+    assert counts == base
+    for anomaly in ("merger", "ring", "irregular"):
+        assert f"results/anomaly_scale/anomaly/{anomaly}-featured-face-on/summary.json" in proc.stdout
+        assert f"results/anomaly_scale/anomaly/{anomaly}/summary.json" in proc.stdout
+
+
 def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
     import yaml
 

@@ -38,6 +38,7 @@ class ExperimentSpec:
     featured_face_on: bool = False
     featured_min: float = 0.6
     face_on_min: float = 0.75
+    paper_row: str | None = None        # the paper's Table 1 row compared with; None: ``name``
     methods: tuple[str, ...] = field(default_factory=lambda: ("cnn_gp", "baseline", "ellipse_gp", "random"))
 
     @classmethod
@@ -122,5 +123,5 @@ def build_experiment_table(spec: ExperimentSpec, catalogue: pd.DataFrame, repres
     summary.update(threshold=float(threshold), threshold_source="config" if spec.threshold is not None else
                    f"prevalence {spec.prevalence:g}", n_galaxies=len(table),
                    n_anomalies=int(table["is_anomaly"].sum()), prevalence=float(table["is_anomaly"].mean()),
-                   featured_face_on=bool(spec.featured_face_on))
+                   featured_face_on=bool(spec.featured_face_on), paper_row=spec.paper_row or spec.name)
     return table.reset_index(), summary

@@ -63,7 +63,8 @@ def _fmt(mean, err, percent):
 def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), sigmas: float = 3.0,
             left_out: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per experiment and method: mean ± ``sigmas`` sigma of the mean over repeats
-    of average precision and the top-n accuracies, with the paper's values beside them,
+    of average precision and the top-n accuracies, with the paper's values beside them
+    (its row for the experiment's ``paper_row``, else for the experiment's name),
     the number of repeats, galaxies and anomalies, and the best accuracy reachable (when
     an experiment holds fewer anomalies than n, top-n accuracy cannot reach 100%).
 
@@ -77,7 +78,7 @@ def table_1(metrics: pd.DataFrame, summaries: dict[str, dict], top_n=(50, 200), 
         methods = [m for m in METHOD_ORDER if m in set(sub["method"])]
         for method in methods:
             runs = sub[sub["method"] == method]
-            paper = PAPER_TABLE_1.get((experiment, method), ("", "", ""))
+            paper = PAPER_TABLE_1.get((info.get("paper_row", experiment), method), ("", "", ""))
             row = {"data set": SURVEY_LABELS.get(info.get("survey", ""), info.get("survey", "")),
                    "anomaly": experiment, "method": METHOD_LABELS.get(method, method)}
             mean, err, _ = mean_and_error(runs["average_precision"], sigmas)
