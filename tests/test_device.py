@@ -174,7 +174,9 @@ def test_pretrain_script_returns_the_best_weights_finished_or_stopped(tmp_path):
         elapsed = time.monotonic() - started
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         stopped = re.search(r"stopped after epoch (\d+): best validation loss ([\d.]+) at epoch (\d+)", proc.stdout)
-        assert stopped and 2 < int(stopped.group(1)) < 500, proc.stdout[-2000:]
+        # 2 is allowed: on a loaded machine start-up can use the whole limit, and the
+        # properties checked below (stopped, resumed, best weights returned) still hold
+        assert stopped and 2 <= int(stopped.group(1)) < 500, proc.stdout[-2000:]
         assert bystander.poll() is None  # still running
     finally:
         bystander.kill()
