@@ -121,7 +121,9 @@ state_file = checkpoint / "state.json"
 state = json.loads(state_file.read_text()) if state_file.exists() else None  # not yet after epoch 1's weights
 if state and state["history"]:
     with open(out / "logs" / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(state["history"][0]))
+        # rows of a run resumed across code versions may differ in their keys (e.g. "machine")
+        fields = list(dict.fromkeys(key for row in state["history"] for key in row))
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(state["history"])
 keras_classes()  # registers the custom layer and loss the checkpoint names

@@ -15,6 +15,7 @@ from morphtools.model import (
     expected_vote_fractions,
     file_sha256,
     load_trained,
+    machine_description,
     make_loss,
 )
 
@@ -128,3 +129,21 @@ def test_optimizer_slots_exist_before_the_first_step_and_training_is_unchanged()
     for a, b in zip(eager.get_weights(), lazy.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert not np.allclose(eager.get_weights()[0], _small_net(5).get_weights()[0])  # it did train
+
+
+def test_machine_description_names_the_cpu_generation_and_its_numeric_extensions(tmp_path):
+    import keras
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2 avx512f avx512_bf16 sha_ni\n\n"
+        "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\nmodel name\t: other\nflags\t\t: fpu\n")
+    text = machine_description(2, cpuinfo_path=str(cpuinfo))
+    assert text.startswith("AMD EPYC family 25 model 17 (")  # the first processor's, not the second's
+    assert "; avx2 fma avx512f avx512_bf16; 2 threads)" in text  # listed extensions only, in a fixed order
+    assert "sha_ni" not in text and "sse2" not in text
+    assert f"keras {keras.__version__} {keras.config.backend()}" in text and text.endswith("; cpu")
+    # without /proc/cpuinfo (not Linux) it still names the platform and says no extensions were read
+    bare = machine_description(1, cpuinfo_path=str(tmp_path / "absent"))
+    assert "(" in bare and "none listed; 1 threads)" in bare

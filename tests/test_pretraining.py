@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from morphtools.model import ModelSpec
+from morphtools.model import ModelSpec, machine_description
 from morphtools.pretraining import (
     Checkpoint,
     ImageStore,
@@ -188,6 +188,8 @@ def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
     # the epoch's wall time holds its training and BatchNorm passes, and more (validation, writes)
     assert (history["epoch_seconds"] > history["seconds"] + history["batchnorm_seconds"]).all()
     assert (history["batchnorm_seconds"] > 0).all() == (params.batchnorm_galaxies > 0)
+    # every epoch says where it ran, the killed run's epoch 1 as well as the resumed ones
+    assert (history["machine"] == machine_description()).all()
     # raising the epoch limit continues; changing the data starts afresh
     _, longer = pretrain(store, counts, spec, TrainingParams(**{**params.__dict__, "epochs": 4}), ckpt)
     assert list(longer["epoch"]) == [1, 2, 3, 4] and longer["loss"].iloc[:3].tolist() == history["loss"].tolist()

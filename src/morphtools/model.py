@@ -373,6 +373,65 @@ def limit_cpu_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+# Instruction-set extensions that change which kernels the backends run, and so the last
+# bits of a training step: the same code, seeds and data train measurably different models
+# on an AVX2 and an AVX-512 CPU (README, "At scale")
+_NUMERIC_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
+
+
+def _backend_cpu_threads(backend: str) -> int | None:
+    """The CPU threads the backend's operations use (the work splits into that many parts,
+    which sets the order of a reduction's sums), or None where it cannot say."""
+    import os
+
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        if backend == "torch":
+            import torch
+
+            return torch.get_num_threads()
+    except Exception:  # a provenance note must not stop a training run
+        return None
+    return None
+
+
+def machine_description(threads: int | None = None, cpuinfo_path: str = "/proc/cpuinfo") -> str:
+    """One line naming what a model was trained on: CPU model, the instruction-set
+    extensions of :data:`_NUMERIC_CPU_FLAGS` it has, thread count, Keras backend and its
+    version, and the accelerator ('cpu' or 'gpu'). Training repeats to the digit on one such
+    machine, not across them, so a model's history records it per epoch."""
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        with open(cpuinfo_path) as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())  # the first processor's
+    except OSError:  # not Linux: the platform's own name is all there is
+        pass
+    # a virtual machine's model name can be as bare as "AMD EPYC": family and model tell
+    # the generations apart
+    cpu = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        cpu += f" family {fields['cpu family']} model {fields['model']}"
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    keras = _keras()
+    backend = keras.config.backend()
+    try:
+        version = __import__({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]).__version__
+    except (ImportError, KeyError, AttributeError):
+        version = "?"
+    extensions = " ".join(f for f in _NUMERIC_CPU_FLAGS if f in flags) or "none listed"
+    threads = threads or _backend_cpu_threads(backend)
+    threads_text = f"; {threads} threads" if threads else ""
+    return (f"{cpu} ({platform.machine()}; {extensions}{threads_text}); keras {keras.__version__} "
+            f"{backend} {version}; {accelerator()}")
+
+
 def use_mixed_precision_if_gpu() -> str:
     """Switch Keras to mixed float16 on a GPU (the head's concentrations stay float32).
     Returns the device kind. Call before building a model."""

@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .model import ModelSpec, build_model, compile_model, file_sha256, keras_classes, training_forward
+from .model import (
+    ModelSpec,
+    build_model,
+    compile_model,
+    file_sha256,
+    keras_classes,
+    machine_description,
+    training_forward,
+)
 from .storage import atomic_path, decode_ids
 
 log = logging.getLogger(__name__)
@@ -525,7 +533,7 @@ def train_one_epoch(model, batches: VoteBatches, progress=None, desc: str = "") 
 
 
 HISTORY_COLUMNS = ["epoch", "loss", "val_loss", "seconds", "images_per_second", "batchnorm_seconds",
-                   "epoch_seconds"]
+                   "epoch_seconds", "machine"]
 
 
 def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: TrainingParams,
@@ -541,7 +549,10 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     Returns (model with the best validation weights, history DataFrame with one row per
     epoch, :data:`HISTORY_COLUMNS`: mean training loss, validation loss, and wall times in
     seconds of the training pass, the BatchNorm pass and the whole epoch, with the training
-    images per second).
+    images per second, and the machine the epoch ran on (:func:`model.machine_description`;
+    empty for epochs recorded before it was kept). A run resumed on another CPU type goes
+    on from the same weights, but its later epochs are not those the first machine would
+    have computed.
     """
     import keras
 
@@ -574,9 +585,11 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
     train = VoteBatches(store, train_rows, counts[train_rows], spec.crop_size, params.batch_size, True, params.seed,
                         augment_workers=augment_workers)
     val = VoteBatches(store, val_rows, counts[val_rows], spec.crop_size, params.batch_size, False, params.seed)
+    machine = machine_description()
     if logger:
         logger.info("pretraining on %d galaxies, validating on %d; crop %d px; %d answers; backend %s",
                     len(train_rows), len(val_rows), spec.crop_size, spec.n_answers, keras.config.backend())
+        logger.info("machine: %s", machine)
     if state["stopped_early"] and state["wait"] < params.patience:
         state["stopped_early"] = False  # patience was raised: carry on
     while not state["stopped_early"] and state["epochs_done"] < params.epochs:
@@ -595,7 +608,8 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
             batchnorm_seconds = time.perf_counter() - t1
         val_loss = validation_loss(model, val, spec)
         row = {"epoch": epoch + 1, "loss": loss, "val_loss": val_loss, "seconds": seconds,
-               "images_per_second": train.galaxies_per_epoch / seconds, "batchnorm_seconds": batchnorm_seconds}
+               "images_per_second": train.galaxies_per_epoch / seconds, "batchnorm_seconds": batchnorm_seconds,
+               "machine": machine}
         record_epoch(state, row, val_loss, model, checkpoint)
         state["stopped_early"] = state["wait"] >= params.patience
         checkpoint.save_model(model, checkpoint.last)
