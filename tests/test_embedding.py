@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from morphtools.embedding import embed_shard, merge_embeddings, read_embeddings, write_embeddings
-from morphtools.model import ModelSpec, build_model, embedding_model
+from morphtools.model import ModelSpec, build_model, embedding_model, machine_description
 from morphtools.storage import write_crops_shard
 
 
@@ -26,6 +26,7 @@ def test_embed_shard_matches_the_bare_model_and_records_identity(tmp_path):
     attrs = got["attrs"]
     assert attrs["model_sha256"] == "abc" and attrs["preprocessing_resize_to"] == 40 and attrs["crop_size"] == 32
     assert list(attrs["answers"])[0] == "smooth-or-featured_smooth_fraction" and len(attrs["answers"]) == 6
+    assert attrs["machine"] == machine_description()
 
 
 def test_merge_concatenates_in_shard_order_and_refuses_mixed_models(tmp_path):
@@ -34,7 +35,7 @@ def test_merge_concatenates_in_shard_order_and_refuses_mixed_models(tmp_path):
     for k, n in enumerate((3, 0, 4)):
         path = tmp_path / f"s{k}.h5"
         write_embeddings(path, [f"{k}_{i}" for i in range(n)], rng.normal(size=(n, 1280)),
-                         rng.random((n, 34)), {"model_sha256": "same"})
+                         rng.random((n, 34)), {"model_sha256": "same", "machine": "cpu A" if k < 2 else "cpu B"})
         paths.append(path)
     merged = tmp_path / "merged.h5"
     assert merge_embeddings(paths, merged, chunk_rows=2) == 7
@@ -44,6 +45,7 @@ def test_merge_concatenates_in_shard_order_and_refuses_mixed_models(tmp_path):
     np.testing.assert_array_equal(got["representation"][3:], read_embeddings(paths[2])["representation"])
     with h5py.File(merged) as f:
         assert f["representation"].chunks == (2, 1280)
+        assert f.attrs["machine"] == "cpu A | cpu B"  # every machine the shards ran on, not the first's
     write_embeddings(paths[1], ["x"], np.zeros((1, 1280)), np.zeros((1, 34)), {"model_sha256": "other"})
     with pytest.raises(ValueError, match="s1.h5: embedded with model other"):
         merge_embeddings(paths, tmp_path / "bad.h5")

@@ -74,7 +74,7 @@ def embed_shard(crops_path, embedder, spec: ModelSpec, out_path, identity: dict,
     galaxies."""
     import keras
 
-    from .model import accelerator
+    from .model import accelerator, machine_description
 
     with h5py.File(crops_path, "r") as f:
         ids = decode_ids(f["galaxy_id"][:])
@@ -89,8 +89,10 @@ def embed_shard(crops_path, embedder, spec: ModelSpec, out_path, identity: dict,
     bad = ~np.isfinite(reps).all(axis=1)
     if bad.any():
         raise FloatingPointError(f"{crops_path}: non-finite representation for galaxies {list(ids[bad][:5])}")
+    # the machine too: on some CPUs the thread count and instruction set move the numbers
     attrs = {**identity, **crop_attrs, "answers": [c + "_fraction" for c in spec.answer_columns],
-             "crop_size": spec.crop_size, "backend": keras.config.backend(), "device": accelerator()}
+             "crop_size": spec.crop_size, "backend": keras.config.backend(), "device": accelerator(),
+             "machine": machine_description()}
     write_embeddings(out_path, ids, reps, fractions, attrs)
     if logger:
         seconds = time.perf_counter() - t0
@@ -101,14 +103,18 @@ def embed_shard(crops_path, embedder, spec: ModelSpec, out_path, identity: dict,
 
 def merge_embeddings(shard_paths, out_path, chunk_rows: int = 1024) -> int:
     """Concatenate per-shard embeddings (streamed shard by shard) into one chunked file.
-    All shards must come from the same model; the first shard's attributes are kept."""
+    All shards must come from the same model; the first shard's attributes are kept, but
+    for ``machine``, which lists every distinct machine the shards were embedded on
+    (joined by " | "; e.g. a cluster's nodes of two CPU types)."""
     shard_paths = [str(p) for p in shard_paths]
-    sizes, attrs, dims = [], None, None
+    sizes, attrs, dims, machines = [], None, None, []
     for p in shard_paths:
         with h5py.File(p, "r") as f:
             sizes.append(len(f["galaxy_id"]))
             these = dict(f.attrs)
             this_dims = (f["representation"].shape[1], f["predicted_fractions"].shape[1])
+        if "machine" in these and str(these["machine"]) not in machines:
+            machines.append(str(these["machine"]))
         if attrs is None:
             attrs, dims = these, this_dims
         elif these.get("model_sha256") != attrs.get("model_sha256"):
@@ -135,6 +141,8 @@ def merge_embeddings(shard_paths, out_path, chunk_rows: int = 1024) -> int:
             start += m
         for k, v in (attrs or {}).items():
             out.attrs[k] = v
+        if machines:
+            out.attrs["machine"] = " | ".join(machines)
         out.attrs["n_shards"] = len(shard_paths)
     return n
 
