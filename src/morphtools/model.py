@@ -399,10 +399,11 @@ def _backend_cpu_threads(backend: str) -> int | None:
 
 
 def machine_description(threads: int | None = None, cpuinfo_path: str = "/proc/cpuinfo") -> str:
-    """One line naming what a model was trained on: CPU model, the instruction-set
-    extensions of :data:`_NUMERIC_CPU_FLAGS` it has, thread count, Keras backend and its
-    version, and the accelerator ('cpu' or 'gpu'). Training repeats to the digit on one such
-    machine, not across them, so a model's history records it per epoch."""
+    """One line naming the machine a model was trained or run on: CPU model, the
+    instruction-set extensions of :data:`_NUMERIC_CPU_FLAGS` it has, thread count, Keras
+    backend and its version, and the accelerator ('cpu' or 'gpu'). Training and embedding
+    repeat to the digit on one such machine, not across them, so a model's history records
+    it per epoch and a representation file per shard."""
     import platform
 
     fields: dict[str, str] = {}
@@ -422,8 +423,8 @@ def machine_description(threads: int | None = None, cpuinfo_path: str = "/proc/c
     keras = _keras()
     backend = keras.config.backend()
     try:
-        version = __import__({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]).__version__
-    except (ImportError, KeyError, AttributeError):
+        version = getattr(__import__(backend), "__version__", "?")  # Keras backends are named as their packages
+    except ImportError:
         version = "?"
     extensions = " ".join(f for f in _NUMERIC_CPU_FLAGS if f in flags) or "none listed"
     threads = threads or _backend_cpu_threads(backend)
