@@ -166,8 +166,9 @@ def site_profile(dest: Path, cluster: SlurmCluster) -> Path:
     # ... and jobs the threads the local run gives them, so the outputs compare byte for byte:
     # on some CPUs TensorFlow's sums depend on its thread count (measured on an AMD EPYC
     # family 25: 92% of one model's embedding values of the same crops moved, by up to 1e-4
-    # relative, between 1 and 2 threads). embed takes the config's embedding.threads; finetune_run keeps its own
-    # per-depth threads (1 for a frozen base), which set-threads cannot express.
+    # relative, between 1 and 2 threads). embed takes the config's embedding.threads;
+    # finetune_run keeps its own per-depth threads (1 for a frozen base), which set-threads
+    # cannot express.
     tiny = yaml.safe_load(TINY.read_text())
     profile["set-threads"]["embed"] = tiny["embedding"]["threads"]
     profile["set-threads"].pop("finetune_run", None)
