@@ -68,6 +68,21 @@ def nucleus_separation(separation_re, half_light_radius, merger_stage):
     return separation_re * half_light_radius * (1.1 - 0.8 * merger_stage)
 
 
+def disc_scale_length(half_light_radius, bulge_to_total):
+    """Exponential scale length of a galaxy's disc, in the units of ``half_light_radius``
+    (arcsec in the truth table): a pure disc's half-light radius is 1.678 scale lengths, and
+    a bulge makes the galaxy's half-light radius smaller than its disc's. Scalars or arrays;
+    the renderer and the volunteers' visibility model share it."""
+    return half_light_radius / 1.678 * (1 + 0.6 * bulge_to_total)
+
+
+def ring_radius_arcsec(truth: pd.DataFrame) -> np.ndarray:
+    """Radius of each galaxy's ring in the plane of its disc (arcsec; ``ring_radius`` is in
+    disc scale lengths)."""
+    return truth["ring_radius"].to_numpy() * disc_scale_length(
+        truth["half_light_radius"].to_numpy(), truth["bulge_to_total"].to_numpy())
+
+
 def sample_population(
     n_galaxies: int,
     seed: int,
@@ -205,7 +220,8 @@ def _add_traits(df: pd.DataFrame, rng: np.random.Generator) -> None:
     df["ring_radius"] = np.where(
         df["bar_class"] != "no", df["bar_length"] * rng.uniform(1.0, 1.2, n), rng.uniform(1.5, 2.6, n)
     )  # in disc scale lengths: inner rings sit at the bar ends
-    df["ring_width"] = rng.uniform(0.12, 0.3, n)
+    # Gaussian sigma as a fraction of the radius: FWHM 0.14-0.35 of it, rings rather than shoulders
+    df["ring_width"] = rng.uniform(0.06, 0.15, n)
 
     disturbance = np.full(n, "none", dtype=object)
     disturbable = ~np.isin(morph, ["merger", "artifact"])

@@ -10,6 +10,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from ..cutouts import CutoutRequest
+from .population import disc_scale_length
 from .render import DECALS, SurveyModel, render, render_digest, sersic_b
 
 NSA_BAD_PETRO_THETA = 27.653702  # the snapped value NSA assigns to some failed sizes
@@ -28,7 +29,7 @@ def _circular_profile(row, r):
         bulge = np.exp(-sersic_b(n) * ((r / r_b) ** (1 / n) - 1))
         prof += bt * bulge / np.trapezoid(bulge * 2 * np.pi * r, r)
     if bt < 1:
-        h = re / 1.678 * (1 + 0.6 * bt)
+        h = disc_scale_length(re, bt)
         q = max(float(row["cos_inclination"]), float(row["disc_thickness"]))
         h = h * np.sqrt(q)
         disc = np.exp(-r / h)

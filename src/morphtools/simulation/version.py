@@ -8,4 +8,4 @@ change to the rendering changes pixels: images made by older code are then rende
 instead of surviving a rerun because their file exists.
 """
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..decision_tree import DECALS_DR5, GZ2_TREE
-from .population import nucleus_separation
+from .population import nucleus_separation, ring_radius_arcsec
 
 # visibility model: a feature of surface-brightness offset ``dim`` (mag fainter than the
 # galaxy's mean within its half-light radius) is seen with probability sigmoid((limit - mu) / 0.6)
@@ -52,6 +52,24 @@ def merger_visibility(truth: pd.DataFrame, survey: str) -> np.ndarray:
     return np.where(truth["morph_class"].to_numpy() == "merger", seen, 0.0)
 
 
+def ring_visibility(truth: pd.DataFrame, survey: str) -> np.ndarray:
+    """Per-galaxy share (0..1) of a ring's strength that volunteers can see: the ring's
+    radius against the seeing (a ring of ~1 seeing FWHM in radius is a blur), and the
+    disc's inclination (a ring seen nearly edge-on is a line through the bulge). 0 for a
+    galaxy without a ring."""
+    resolved = _sigmoid((ring_radius_arcsec(truth) / RESOLUTION[survey] - 1.2) / 0.35)
+    face_on = _sigmoid((truth["cos_inclination"].to_numpy() - 0.35) / 0.08)
+    return np.where(truth["ring_strength"].to_numpy() > 0, resolved * face_on, 0.0)
+
+
+def ring_seen(truth: pd.DataFrame, survey: str) -> np.ndarray:
+    """How strongly volunteers see each galaxy's ring (0..1): its strength, dimmed by surface
+    brightness (``visibility``'s "structure", with a floor: a ring is often the brightest
+    structure a disc has) and by ``ring_visibility``."""
+    vis = visibility(truth, survey)
+    return truth["ring_strength"].to_numpy() * (0.2 + 0.9 * vis["structure"]) * ring_visibility(truth, survey)
+
+
 def _normalise(p):
     p = np.clip(p, 1e-4, None)
     return p / p.sum(axis=1, keepdims=True)
@@ -74,11 +92,15 @@ def decals_answer_probabilities(truth: pd.DataFrame, rng: np.random.Generator, s
     clump = truth["clumpiness"].to_numpy() * s_vis
     probs: dict[str, np.ndarray] = {}
 
-    featured = 0.12 + 0.75 * np.clip(arm * 1.4 + bar * 0.8 + clump * 1.5, 0, 1)
-    featured = np.where(morph == "lenticular", 0.3 + 0.3 * s_vis, featured)
+    # a visible ring is a sign of a disc: "featured", as arms and bars are
+    ring = ring_seen(truth, survey)
+    featured = 0.12 + 0.75 * np.clip(arm * 1.4 + bar * 0.8 + clump * 1.5 + ring * 1.2, 0, 1)
+    featured = np.where(morph == "lenticular", 0.3 + 0.3 * s_vis + 0.35 * np.clip(ring * 1.2, 0, 1), featured)
     featured = np.where(morph == "edge_on", 0.75, featured)
     featured = np.where(morph == "elliptical", 0.06 + 0.04 * (1 - truth["axis_ratio"].to_numpy()), featured)
-    featured = np.where(morph == "merger", 0.45, featured)
+    # a merger whose pair or tails show is mostly called featured (not "smooth and rounded");
+    # one that looks like a single galaxy is split
+    featured = np.where(morph == "merger", 0.35 + 0.45 * merger_visibility(truth, survey), featured)
     featured = np.where(morph == "irregular", 0.55 + 0.3 * s_vis, featured)
     artifact = np.where(morph == "artifact", 0.65, 0.02)
     probs["smooth-or-featured"] = _normalise(np.column_stack([1 - featured - artifact, featured, artifact]))
@@ -175,7 +197,7 @@ def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     """Hidden ring and irregular vote fractions (never shown to pretraining)."""
     rng = np.random.default_rng(seed)
     vis = visibility(truth, survey)
-    ring_p = 0.02 + 0.75 * np.clip(truth["ring_strength"].to_numpy() * (0.2 + 0.9 * vis["structure"]), 0, 1)
+    ring_p = 0.02 + 0.9 * np.clip(ring_seen(truth, survey), 0, 1)
     # tightly wound arms and bars with faint outer discs get mistaken for rings
     ring_p += 0.08 * (truth["arm_winding"].to_numpy() == "tight") + 0.05 * (truth["bar_class"].to_numpy() == "strong")
     irr = truth["morph_class"].to_numpy() == "irregular"
@@ -275,12 +297,12 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     # volunteers call a merger odd when the image shows it: a pair or tails at SDSS depth
     # and seeing; a coalesced pair without visible tails looks like one galaxy
     merger_seen = (morph == "merger") * (0.1 + 0.9 * merger_visibility(truth, "sdss"))
-    ring_seen = truth["ring_strength"].to_numpy() * vis["structure"]
+    ring_odd = truth["ring_strength"].to_numpy() * vis["structure"] * ring_visibility(truth, "sdss")
     odd = np.clip(
         0.04
         + 0.96 * merger_seen
         + 0.55 * (truth["disturbance"].to_numpy() == "major") * (0.3 + 0.7 * vis["faint"])
-        + 0.7 * ring_seen
+        + 0.7 * ring_odd
         + 0.6 * (morph == "irregular") * vis["structure"]
         + 0.4 * truth["dust_lane"].to_numpy()
         + 0.35 * (truth["neighbour"].to_numpy() != ""),
@@ -290,7 +312,7 @@ def sample_gz2_solutions(truth: pd.DataFrame, seed: int, mean_volunteers: float 
     p[6] = np.column_stack([odd, 1 - odd])
     feat = np.column_stack(
         [
-            0.05 + 2.0 * ring_seen,
+            0.05 + 2.0 * ring_odd,
             0.1 + 0.3 * (truth["neighbour"].to_numpy() == "galaxy"),
             0.1 + 1.2 * (truth["disturbance"].to_numpy() == "major") + 0.5 * (morph == "merger"),
             0.05 + 1.5 * (morph == "irregular"),
