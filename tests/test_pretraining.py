@@ -1,5 +1,6 @@
 import logging
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,6 +43,14 @@ def test_image_store_streaming_equals_in_memory(tmp_path):
     rows = np.array([20, 3, 15, 0, 11, 12])  # across both files, out of order
     np.testing.assert_array_equal(in_memory.read(rows), streamed.read(rows))
     assert streamed._memory is None and in_memory._memory is not None
+    # the pixels' digest is the same however they are read, and changes with one pixel
+    digest = in_memory.pixels_digest()
+    assert streamed.pixels_digest(rows_per_read=5) == digest == streamed.pixels_digest()
+    (tmp_path / "other").mkdir()
+    other_paths, _ = write_shards(tmp_path / "other")
+    with h5py.File(other_paths[1], "r+") as f:
+        f["images"][4, 7, 7] ^= 1
+    assert ImageStore(other_paths).pixels_digest() != digest
 
 
 def test_augment_and_centre_crop():
@@ -194,12 +203,14 @@ def test_pretraining_resumes_after_a_kill(tmp_path, caplog):
     _, longer = pretrain(store, counts, spec, TrainingParams(**{**params.__dict__, "epochs": 4}), ckpt)
     assert list(longer["epoch"]) == [1, 2, 3, 4] and longer["loss"].iloc[:3].tolist() == history["loss"].tolist()
     # a checkpoint of other data or settings is never resumed
-    same = fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape)
+    pixels = store.pixels_digest()
+    same = fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape, None, pixels)
     assert Checkpoint(ckpt, same).load_state()["epochs_done"] == 4
-    for other in (fingerprint(store.galaxy_ids, counts + 1, spec, params, store.image_shape),
-                  fingerprint(store.galaxy_ids[::-1], counts, spec, params, store.image_shape),
+    for other in (fingerprint(store.galaxy_ids, counts + 1, spec, params, store.image_shape, None, pixels),
+                  fingerprint(store.galaxy_ids[::-1], counts, spec, params, store.image_shape, None, pixels),
                   fingerprint(store.galaxy_ids, counts, spec, TrainingParams(**{**params.__dict__, "seed": 5}),
-                              store.image_shape)):
+                              store.image_shape, None, pixels),
+                  fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape, None, "0" * 64)):
         assert other != same and Checkpoint(ckpt, other).load_state() is None
 
 
@@ -236,7 +247,8 @@ def test_a_fresh_process_resumes_the_checkpoint(tmp_path):
     counts = np.random.default_rng(1).integers(0, 20, (40, 3)).astype(np.float32)
     spec = ModelSpec(crop_size=32, questions=("smooth-or-featured",))
     params = TrainingParams(epochs=1, batch_size=16, validation_fraction=0.25, seed=4)
-    ckpt = Checkpoint(tmp_path / "ckpt", fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape))
+    ckpt = Checkpoint(tmp_path / "ckpt", fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape,
+                                                     None, store.pixels_digest()))
     model = compile_model(build_model(spec, seed=params.seed), spec, params.learning_rate)
     ckpt.save_model(model, ckpt.last)
     ckpt.save_model(model, ckpt.best)

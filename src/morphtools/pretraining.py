@@ -96,6 +96,19 @@ class ImageStore:
     def __len__(self) -> int:
         return len(self.galaxy_ids)
 
+    def pixels_digest(self, rows_per_read: int = 4096) -> str:
+        """Hex SHA-256 of every image's pixels in row order, read in batches of
+        ``rows_per_read`` when they are not in memory (a few seconds per GB)."""
+        h = hashlib.sha256()
+        if self._memory is not None:
+            h.update(np.ascontiguousarray(self._memory).tobytes())
+            return h.hexdigest()
+        for path, start, stop in zip(self.paths, self.offsets[:-1], self.offsets[1:], strict=True):
+            for first in range(0, int(stop - start), rows_per_read):
+                batch = self._read_file(path, slice(first, min(first + rows_per_read, int(stop - start))))
+                h.update(np.ascontiguousarray(batch).tobytes())
+        return h.hexdigest()
+
     def read(self, rows: np.ndarray) -> np.ndarray:
         """uint8 (len(rows), r, r) in the order of ``rows``."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -264,15 +277,20 @@ class VoteBatches:
 # --- resumable training ---------------------------------------------------------------------
 
 def fingerprint(galaxy_ids, counts: np.ndarray, spec: ModelSpec, params: TrainingParams, image_shape,
-                initial_weights_digest: str | None = None) -> str:
+                initial_weights_digest: str | None = None, pixels_digest: str | None = None) -> str:
     """Changes whenever the data or settings of a training run change, or the weights it
     starts from. The stopping rules (epoch limit, patience) are left out so that raising
-    them continues a finished run instead of restarting it."""
+    them continues a finished run instead of restarting it. ``pixels_digest``
+    (:meth:`ImageStore.pixels_digest`) ties it to the images themselves, so that the same
+    galaxies and votes with new pixels (a new rendering, other cutouts or preprocessing)
+    start afresh."""
     h = hashlib.sha256()
     settings = {k: v for k, v in asdict(params).items() if k not in ("epochs", "patience")}
     identity = {"spec": asdict(spec), "params": settings, "image_shape": list(image_shape)}
     if initial_weights_digest is not None:  # absent otherwise: existing checkpoints still resume
         identity["initial_weights"] = initial_weights_digest
+    if pixels_digest is not None:
+        identity["pixels"] = pixels_digest
     h.update(json.dumps(identity, sort_keys=True).encode())
     for g in galaxy_ids:
         h.update(str(g).encode() + b"\0")
@@ -563,7 +581,7 @@ def pretrain(store: ImageStore, counts: np.ndarray, spec: ModelSpec, params: Tra
                          f"validation galaxies; both must be non-empty")
     start_digest = None if initial_weights is None else file_sha256(initial_weights)
     checkpoint = Checkpoint(checkpoint_dir, fingerprint(store.galaxy_ids, counts, spec, params, store.image_shape,
-                                                        start_digest))
+                                                        start_digest, store.pixels_digest()))
     state = checkpoint.load_state()
     if state is not None:
         keras_classes()  # registers the custom layer and loss the checkpoint names
