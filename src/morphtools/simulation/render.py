@@ -277,7 +277,8 @@ def _ring(frame, h, row, rng, comps):
     galaxy's total flux is unchanged (the contrast holds against the dimmed light). (A
     fixed share of the disc's flux, as before RENDER_VERSION 2, spread so thin over a wide
     annulus that no ring could be seen even at 424 px, while the simulated volunteers voted
-    for it.) Radius and width are in disc scale lengths ``h`` (arcsec).
+    for it.) ``ring_radius`` is in disc scale lengths ``h`` (arcsec), ``ring_width`` a
+    fraction of the radius.
     """
     strength = float(row["ring_strength"])
     if strength <= 0:
