@@ -103,9 +103,9 @@ class ImageStore:
         if self._memory is not None:
             h.update(np.ascontiguousarray(self._memory).tobytes())
             return h.hexdigest()
-        for path, start, stop in zip(self.paths, self.offsets[:-1], self.offsets[1:], strict=True):
-            for first in range(0, int(stop - start), rows_per_read):
-                batch = self._read_file(path, slice(first, min(first + rows_per_read, int(stop - start))))
+        for path, rows in zip(self.paths, np.diff(self.offsets), strict=True):
+            for first in range(0, int(rows), rows_per_read):
+                batch = self._read_file(path, slice(first, min(first + rows_per_read, int(rows))))
                 h.update(np.ascontiguousarray(batch).tobytes())
         return h.hexdigest()
 
