@@ -429,6 +429,34 @@ def test_featured_face_on_overlay_adds_only_its_three_experiments_to_the_scale_g
         assert f"results/anomaly_scale/anomaly/{anomaly}/summary.json" in proc.stdout
 
 
+def test_large_survey_overlay_searches_a_bigger_survey_with_the_scale_model(tmp_path):
+    import yaml
+
+    scale = yaml.safe_load((ROOT / "config/anomaly_scale.yaml").read_text())
+    large = yaml.safe_load((ROOT / "config/anomaly_large_survey.yaml").read_text())
+    # enough galaxies that the featured / face-on filter leaves ~10,000 (scale: ~4,100)
+    assert large["survey"]["simulated"]["decals_galaxies"] >= 2.5 * scale["survey"]["simulated"]["decals_galaxies"]
+    model = scale["results"] + "/models/multi/model.weights.h5"
+    assert large["pretraining"] == {"weights": {"multi": model}}
+    grid = ("anomaly", "--configfile", *(str(ROOT / "config" / name) for name in (
+        "config.yaml", "anomaly_scale.yaml", "anomaly_scale_featured_face_on.yaml", "anomaly_large_survey.yaml")))
+    proc = run_snakemake(tmp_path, "-n", *grid, check=False)
+    assert proc.returncode != 0 and model in proc.stdout + proc.stderr
+    (tmp_path / model).parent.mkdir(parents=True)
+    (tmp_path / model).write_bytes(b"weights")
+    proc = run_snakemake(tmp_path, "-n", *grid)
+    counts = job_counts(proc.stdout)
+    # GZ2 odd x 4 methods + 6 DECaLS experiments x 3 methods, 15 repeats each
+    assert counts["anomaly_run"] == (4 + 6 * 3) * 15
+    assert counts["decals_cutouts"] == counts["gz2_images"] == large["shards"]
+    assert "pretrain" not in counts
+    # its own survey and results; nothing of the scale run's is rebuilt
+    assert not re.search(r"output: (results|resources)/(?!anomaly_large_survey/)", proc.stdout)
+    proc = run_snakemake(tmp_path, "-n", "results/anomaly_large_survey/decals/embeddings/shard_0.h5", *grid[1:])
+    embed = proc.stdout[proc.stdout.index("rule embed:"):]
+    assert model in embed[:embed.index("output:")]
+
+
 def test_gz_decals_png_source_plans_zips_not_cutouts(tmp_path):
     import yaml
 
