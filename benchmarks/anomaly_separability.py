@@ -12,12 +12,17 @@ survey's mergers at all (the GZ2-like survey is embedded with the DECaLS-trained
 And the neighbourhoods the GP's kernel sees: the share of anomalies among each anomaly's
 10 nearest neighbours in the standardised features, against the prevalence. Expected
 improvement can only walk from one rated anomaly to the next where that share is high.
+And where the CNN + GP runs looked first: the simulated classes of the galaxies rated in
+batches 1-5 (the first 50 chosen by expected improvement), split between the runs that
+rated no anomaly in all their 200 ratings and the rest. A run whose interest model stays
+flat (ratings that look like noise) is steered to the extremes of the feature space; this
+says which galaxies live there.
 
 Simulated survey only (it reads the hidden truth). Writes
 benchmarks/results/anomaly_separability.json (with the run's pretrained models' epochs and
 best validation loss, so a file says which representation it measured):
 
-    .venv/bin/python benchmarks/anomaly_separability.py [--results results --resources resources]
+    .venv/bin/python benchmarks/anomaly_separability.py [--results results --resources resources] [--models DIR]
 """
 
 from __future__ import annotations
@@ -78,11 +83,37 @@ def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
             "predicted_merger_fraction_roc_auc": round(float(roc_auc_score(is_merger, predicted)), 3)}
 
 
-def model_training(results: Path) -> dict:
-    """Per pretrained model in ``results/models`` (none when the run reused another run's
-    weights): epochs trained, the epoch whose weights were kept, its validation loss."""
+def first_picks_by_class(results: Path, resources: Path, folder: Path, survey: str, batches=range(1, 6)) -> dict:
+    """For the experiment in ``folder``: the CNN + GP runs that rated no anomaly, and the
+    shares of simulated classes (``morph_class``) among the galaxies each group of runs
+    rated in ``batches``, largest first."""
+    runs = sorted((folder / "runs" / "cnn_gp").glob("repeat_*.csv"))
+    if not runs:
+        return {}
+    galaxies = pd.read_csv(folder / "galaxies.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+    picks = {"without_rated_anomaly": [], "with_rated_anomaly": []}
+    stuck = []
+    for path in runs:
+        run = pd.read_csv(path, dtype={"galaxy_id": str})
+        rated = run[run["order"] >= 0]
+        found = bool(galaxies.loc[rated["galaxy_id"], "is_anomaly"].any())
+        if not found:
+            stuck.append(int(path.stem.split("_")[1]))
+        picks["with_rated_anomaly" if found else "without_rated_anomaly"] += list(
+            rated.loc[rated["batch"].isin(list(batches)), "galaxy_id"])
+    out = {"runs": len(runs), "runs_without_rated_anomaly": sorted(stuck)}
+    for group, ids in picks.items():
+        if ids:
+            classes = truth_rows(results, resources, survey, ids)["morph_class"].value_counts(normalize=True)
+            out[f"first_picks_{group}"] = {k: round(float(v), 3) for k, v in classes.items()}
+    return out
+
+
+def model_training(models: Path) -> dict:
+    """Per pretrained model in ``models`` (a run's ``results/models``): epochs trained, the
+    epoch whose weights were kept, its validation loss."""
     out = {}
-    for history_file in sorted((results / "models").glob("*/history.csv")):
+    for history_file in sorted(models.glob("*/history.csv")):
         history = pd.read_csv(history_file)
         best = history.loc[history["val_loss"].idxmin()]
         out[history_file.parent.name] = {"epochs": len(history), "best_epoch": int(best["epoch"]),
@@ -94,10 +125,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", default="results")
     parser.add_argument("--resources", default="resources")
+    parser.add_argument("--models", help="the run's pretrained models (default: <results>/models); a run that "
+                        "reused another run's weights names that run's")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "anomaly_separability.json"))
     args = parser.parse_args()
     results, resources = Path(args.results), Path(args.resources)
-    out = {"models": model_training(results), "experiments": {}, "merger_recognition": {}}
+    out = {"models": model_training(Path(args.models) if args.models else results / "models"), "experiments": {}, "merger_recognition": {}}
     for folder in sorted(p for p in (results / "anomaly").iterdir() if (p / "features.h5").exists()):
         galaxies = pd.read_csv(folder / "galaxies.csv", dtype={"galaxy_id": str})
         labels = galaxies["is_anomaly"].to_numpy(bool)
@@ -106,6 +139,7 @@ def main():
         with h5py.File(folder / "features.h5") as f:
             for kind in ("cnn", "ellipse"):
                 row[kind] = probe(f[kind][:], labels) | neighbour_anomaly_share(f[kind][:], labels)
+        row["cnn_gp_first_picks"] = first_picks_by_class(results, resources, folder, summary["survey"])
         out["experiments"][folder.name] = row
         print(folder.name, row, flush=True)
     for survey in TRUTH:
