@@ -147,3 +147,20 @@ def test_machine_description_names_the_cpu_generation_and_its_numeric_extensions
     # without /proc/cpuinfo (not Linux) it still names the platform and says no extensions were read
     bare = machine_description(1, cpuinfo_path=str(tmp_path / "absent"))
     assert "(" in bare and "none listed; 1 threads)" in bare
+
+
+def test_machine_description_names_the_gpu_model_on_a_gpu(tmp_path, monkeypatch):
+    import morphtools.model as model_module
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: avx2\n")
+    monkeypatch.setattr(model_module, "accelerator", lambda: "gpu")
+    monkeypatch.setattr(model_module, "gpu_name", lambda: "NVIDIA H200")
+    assert machine_description(16, cpuinfo_path=str(cpuinfo)).endswith("; gpu (NVIDIA H200)")
+    # a backend that cannot say which GPU still says it ran on one
+    monkeypatch.setattr(model_module, "gpu_name", lambda: None)
+    assert machine_description(16, cpuinfo_path=str(cpuinfo)).endswith("; gpu")
+    # on this machine (CPU only) there is no GPU name to give
+    monkeypatch.undo()
+    if model_module.accelerator() == "cpu":
+        assert model_module.gpu_name() is None

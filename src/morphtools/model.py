@@ -309,6 +309,32 @@ def accelerator() -> str:
     return "cpu"
 
 
+def gpu_name() -> str | None:
+    """The first GPU's model name as the active Keras backend reports it (e.g. "NVIDIA
+    H100 80GB HBM3"), or None without one. GPUs of one kind give the same results and
+    two kinds need not, as with CPU generations."""
+    if accelerator() != "gpu":
+        return None
+    backend = _keras().config.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            return details.get("device_name")
+        if backend == "jax":
+            import jax
+
+            return next(d.device_kind for d in jax.devices() if d.platform == "gpu")
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_name(0)
+    except Exception:  # the name is provenance only: an unreadable one is not an error
+        return None
+    return None
+
+
 def training_forward(model):
     """A function x -> None that runs ``model`` in training mode on x and leaves every
     BatchNorm layer's moving statistics updated, compiled where the backend allows: a
@@ -401,7 +427,8 @@ def _backend_cpu_threads(backend: str) -> int | None:
 def machine_description(threads: int | None = None, cpuinfo_path: str = "/proc/cpuinfo") -> str:
     """One line naming the machine a model was trained or run on: CPU model, the
     instruction-set extensions of :data:`_NUMERIC_CPU_FLAGS` it has, thread count, Keras
-    backend and its version, and the accelerator ('cpu' or 'gpu'). Training and embedding
+    backend and its version, and the accelerator ('cpu', or 'gpu' with the GPU's name where
+    the backend reports it, e.g. 'gpu (NVIDIA H200)'). Training and embedding
     repeat to the digit on one such machine, not across them, so a model's history records
     it per epoch and a representation file per shard."""
     import platform
@@ -429,8 +456,11 @@ def machine_description(threads: int | None = None, cpuinfo_path: str = "/proc/c
     extensions = " ".join(f for f in _NUMERIC_CPU_FLAGS if f in flags) or "none listed"
     threads = threads or _backend_cpu_threads(backend)
     threads_text = f"; {threads} threads" if threads else ""
+    device = accelerator()
+    gpu = gpu_name() if device == "gpu" else None
+    device_text = f"{device} ({gpu})" if gpu else device
     return (f"{cpu} ({platform.machine()}; {extensions}{threads_text}); keras {keras.__version__} "
-            f"{backend} {version}; {accelerator()}")
+            f"{backend} {version}; {device_text}")
 
 
 def use_mixed_precision_if_gpu() -> str:
