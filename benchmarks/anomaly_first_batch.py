@@ -1,0 +1,112 @@
+"""Diagnostic: does a stray rating in the random first batch decide whether a CNN + GP
+search finds the irregular galaxies?
+
+The simulated volunteers tick "irregular" now and then on any galaxy (a base rate of
+~3% each, ``votes.sample_rare_features``), so ~3% of galaxies with nothing irregular about
+them (no irregular or merger class, no disturbance, no clumps in the hidden truth) reach
+a vote fraction over 0.1 and the simulated user rates them 1. This reruns the finished
+run's CNN + GP searches of one experiment, repeat by repeat with the workflow's seeds and
+settings, twice: with the ratings as they are (which must reproduce the workflow's runs:
+the script checks the rated galaxies against the run files), and with those unexplained
+ratings set to 0, the same galaxies and anomalies otherwise. If the searches that found
+nothing had such a rating in their first batch and find the class without it, the
+failures come from that rating, not from the representation.
+
+Simulated survey only (it reads the hidden truth). Writes
+benchmarks/results/anomaly_first_batch.json:
+
+    .venv/bin/python benchmarks/anomaly_first_batch.py --results results/anomaly_scale \\
+        --resources resources/anomaly_scale [--experiment irregular] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).parent))
+from anomaly_separability import truth_rows  # noqa: E402
+
+from morphtools.anomaly.io import read_experiment, read_run  # noqa: E402
+from morphtools.anomaly.methods import ActiveParams, run_method  # noqa: E402
+from morphtools.anomaly.metrics import ranking_metrics  # noqa: E402
+
+
+def calm_for_irregular(truth: pd.DataFrame) -> np.ndarray:
+    """Galaxies with none of the traits the simulated volunteers' irregular votes respond
+    to: not an irregular or a merger, no disturbance, no clumps."""
+    return (~truth["morph_class"].isin(["irregular", "merger"]).to_numpy()
+            & (truth["disturbance"].fillna("none").to_numpy() == "none")
+            & (truth["clumpiness"].to_numpy() == 0))
+
+
+def search(features, ratings, is_anomaly, params: ActiveParams, seed: int) -> tuple[dict, np.ndarray]:
+    with threadpool_limits(limits=1):
+        result = run_method("cnn_gp", features, ratings, params, seed, is_anomaly=is_anomaly)
+    metrics = ranking_metrics(is_anomaly, result.scores)
+    rated_anomalies = is_anomaly[result.acquired]
+    batches = result.batches[rated_anomalies]
+    out = {"average_precision": round(metrics["average_precision"], 3),
+           "accuracy_top50": round(metrics["accuracy_top50"], 3),
+           "rated_anomalies": int(rated_anomalies.sum()),
+           "first_anomaly_batch": int(batches.min()) if len(batches) else -1}
+    return out, result.acquired
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--resources", default="resources")
+    parser.add_argument("--experiment", default="irregular")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "anomaly_first_batch.json"))
+    args = parser.parse_args()
+    results, resources = Path(args.results), Path(args.resources)
+    folder = results / "anomaly" / args.experiment
+    galaxies, features = read_experiment(folder / "galaxies.csv", folder / "features.h5")
+    summary = json.loads((folder / "summary.json").read_text())
+    truth = truth_rows(results, resources, summary["survey"], galaxies["galaxy_id"])
+    ratings = galaxies["rating"].to_numpy(int)
+    is_anomaly = galaxies["is_anomaly"].to_numpy(bool)
+    calm = calm_for_irregular(truth)
+    unexplained = calm & (ratings > 0)
+    without = np.where(unexplained, 0, ratings)
+    repeats = []
+    for run_file in sorted((folder / "runs" / "cnn_gp").glob("repeat_*.csv"), key=lambda p: int(p.stem.split("_")[1])):
+        info = json.loads(run_file.with_suffix(".json").read_text())
+        params = ActiveParams(**info["params"])
+        as_run, acquired = search(features["cnn"], ratings, is_anomaly, params, info["seed"])
+        run = read_run(run_file)
+        rated_in_run = run[run["order"] >= 0].sort_values("order")["galaxy_id"].tolist()
+        if rated_in_run != galaxies["galaxy_id"].to_numpy()[acquired].tolist():
+            raise RuntimeError(f"{run_file}: the rerun rated other galaxies than the workflow's run did")
+        first_batch = acquired[: params.first_batch]
+        counterfactual, _ = search(features["cnn"], without, is_anomaly, params, info["seed"])
+        repeats.append({"repeat": info["repeat"], "seed": info["seed"],
+                        "unexplained_ratings_in_first_batch": int(unexplained[first_batch].sum()),
+                        "anomalies_in_first_batch": int(is_anomaly[first_batch].sum()),
+                        "as_run": as_run, "without_unexplained_ratings": counterfactual})
+        print(repeats[-1], flush=True)
+    table = pd.json_normalize(repeats)
+    stray = table["unexplained_ratings_in_first_batch"] > 0
+    out = {"experiment": args.experiment, "results": str(results), "galaxies": len(galaxies),
+           "anomalies": int(is_anomaly.sum()),
+           "unexplained_ratings": int(unexplained.sum()),
+           "unexplained_share_of_calm_galaxies": round(float(unexplained.sum() / calm.sum()), 4),
+           "mean": {name: {"average_precision": round(float(table[f"{name}.average_precision"].mean()), 3),
+                           "accuracy_top50": round(float(table[f"{name}.accuracy_top50"].mean()), 3),
+                           "runs_without_rated_anomaly": int((table[f"{name}.rated_anomalies"] == 0).sum())}
+                    for name in ("as_run", "without_unexplained_ratings")},
+           "runs_with_unexplained_first_batch_rating": table.loc[stray, "repeat"].tolist(),
+           "repeats": repeats}
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "repeats"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
