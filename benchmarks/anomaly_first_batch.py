@@ -33,9 +33,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).parent))
 from anomaly_separability import truth_rows  # noqa: E402
 
-from morphtools.anomaly.io import read_experiment, read_run  # noqa: E402
+from morphtools.anomaly.io import acquired_in_order, read_experiment, read_run, run_table  # noqa: E402
 from morphtools.anomaly.methods import ActiveParams, run_method  # noqa: E402
-from morphtools.anomaly.metrics import ranking_metrics  # noqa: E402
+from morphtools.anomaly.summary import run_metrics  # noqa: E402
 
 
 def calm_for_irregular(truth: pd.DataFrame) -> np.ndarray:
@@ -46,17 +46,15 @@ def calm_for_irregular(truth: pd.DataFrame) -> np.ndarray:
             & (truth["clumpiness"].to_numpy() == 0))
 
 
-def search(features, ratings, is_anomaly, params: ActiveParams, seed: int) -> tuple[dict, np.ndarray]:
+def search(galaxies: pd.DataFrame, features, ratings, params: ActiveParams, seed: int) -> tuple[dict, object]:
+    """One CNN + GP search with ``ratings`` standing in for the experiment's; its Table 1
+    metrics and how it went (``summary.run_metrics``), and its ``RunResult``."""
+    is_anomaly = galaxies["is_anomaly"].to_numpy(bool)
     with threadpool_limits(limits=1):
         result = run_method("cnn_gp", features, ratings, params, seed, is_anomaly=is_anomaly)
-    metrics = ranking_metrics(is_anomaly, result.scores)
-    rated_anomalies = is_anomaly[result.acquired]
-    batches = result.batches[rated_anomalies]
-    out = {"average_precision": round(metrics["average_precision"], 3),
-           "accuracy_top50": round(metrics["accuracy_top50"], 3),
-           "rated_anomalies": int(rated_anomalies.sum()),
-           "first_anomaly_batch": int(batches.min()) if len(batches) else -1}
-    return out, result.acquired
+    metrics = run_metrics(galaxies, run_table(galaxies["galaxy_id"], result))
+    keys = ("average_precision", "accuracy_top50", "rated_anomalies", "first_anomaly_batch")
+    return {k: round(metrics[k], 3) if isinstance(metrics[k], float) else metrics[k] for k in keys}, result
 
 
 def main():
@@ -80,13 +78,12 @@ def main():
     for run_file in sorted((folder / "runs" / "cnn_gp").glob("repeat_*.csv"), key=lambda p: int(p.stem.split("_")[1])):
         info = json.loads(run_file.with_suffix(".json").read_text())
         params = ActiveParams(**info["params"])
-        as_run, acquired = search(features["cnn"], ratings, is_anomaly, params, info["seed"])
-        run = read_run(run_file)
-        rated_in_run = run[run["order"] >= 0].sort_values("order")["galaxy_id"].tolist()
-        if rated_in_run != galaxies["galaxy_id"].to_numpy()[acquired].tolist():
+        as_run, result = search(galaxies, features["cnn"], ratings, params, info["seed"])
+        rated_in_run = acquired_in_order(read_run(run_file))["galaxy_id"].tolist()
+        if rated_in_run != galaxies["galaxy_id"].to_numpy()[result.acquired].tolist():
             raise RuntimeError(f"{run_file}: the rerun rated other galaxies than the workflow's run did")
-        first_batch = acquired[: params.first_batch]
-        counterfactual, _ = search(features["cnn"], without, is_anomaly, params, info["seed"])
+        first_batch = result.acquired[: params.first_batch]
+        counterfactual, _ = search(galaxies, features["cnn"], without, params, info["seed"])
         repeats.append({"repeat": info["repeat"], "seed": info["seed"],
                         "unexplained_ratings_in_first_batch": int(unexplained[first_batch].sum()),
                         "anomalies_in_first_batch": int(is_anomaly[first_batch].sum()),

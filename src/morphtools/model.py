@@ -313,8 +313,6 @@ def gpu_name() -> str | None:
     """The first GPU's model name as the active Keras backend reports it (e.g. "NVIDIA
     H100 80GB HBM3"), or None without one. GPUs of one kind give the same results and
     two kinds need not, as with CPU generations."""
-    if accelerator() != "gpu":
-        return None
     backend = _keras().config.backend()
     try:
         if backend == "tensorflow":
@@ -330,7 +328,7 @@ def gpu_name() -> str | None:
             import torch
 
             return torch.cuda.get_device_name(0)
-    except Exception:  # the name is provenance only: an unreadable one is not an error
+    except Exception:  # no GPU, or an unreadable name: provenance only, never an error
         return None
     return None
 
