@@ -40,6 +40,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from morphtools.anomaly.io import acquired_in_order, read_run
+
 MERGER_ANSWER = "merging_merger_fraction"
 TRUTH = {"decals": ("decals/hidden/truth.csv", "iauname"), "gz2": ("gz2/hidden/truth.csv", "gz2_id")}
 
@@ -83,20 +85,20 @@ def merger_recognition(results: Path, resources: Path, survey: str) -> dict:
             "predicted_merger_fraction_roc_auc": round(float(roc_auc_score(is_merger, predicted)), 3)}
 
 
-def first_picks_by_class(results: Path, resources: Path, folder: Path, survey: str, batches=range(1, 6)) -> dict:
-    """For the experiment in ``folder``: the CNN + GP runs that rated no anomaly, and the
-    shares of simulated classes (``morph_class``) among the galaxies each group of runs
-    rated in ``batches``, largest first."""
+def first_picks_by_class(results: Path, resources: Path, folder: Path, galaxies: pd.DataFrame, survey: str,
+                         batches=range(1, 6)) -> dict:
+    """For the experiment in ``folder`` (its ``galaxies`` table): the CNN + GP runs that
+    rated no anomaly, and the shares of simulated classes (``morph_class``) among the
+    galaxies each group of runs rated in ``batches``, largest first."""
     runs = sorted((folder / "runs" / "cnn_gp").glob("repeat_*.csv"))
     if not runs:
         return {}
-    galaxies = pd.read_csv(folder / "galaxies.csv", dtype={"galaxy_id": str}).set_index("galaxy_id")
+    is_anomaly = galaxies.set_index("galaxy_id")["is_anomaly"]
     picks = {"without_rated_anomaly": [], "with_rated_anomaly": []}
     stuck = []
     for path in runs:
-        run = pd.read_csv(path, dtype={"galaxy_id": str})
-        rated = run[run["order"] >= 0]
-        found = bool(galaxies.loc[rated["galaxy_id"], "is_anomaly"].any())
+        rated = acquired_in_order(read_run(path))
+        found = bool(is_anomaly.loc[rated["galaxy_id"]].any())
         if not found:
             stuck.append(int(path.stem.split("_")[1]))
         picks["with_rated_anomaly" if found else "without_rated_anomaly"] += list(
@@ -139,7 +141,7 @@ def main():
         with h5py.File(folder / "features.h5") as f:
             for kind in ("cnn", "ellipse"):
                 row[kind] = probe(f[kind][:], labels) | neighbour_anomaly_share(f[kind][:], labels)
-        row["cnn_gp_first_picks"] = first_picks_by_class(results, resources, folder, summary["survey"])
+        row["cnn_gp_first_picks"] = first_picks_by_class(results, resources, folder, galaxies, summary["survey"])
         out["experiments"][folder.name] = row
         print(folder.name, row, flush=True)
     for survey in TRUTH:
