@@ -227,7 +227,10 @@ class StandinServer:
                 self.in_flight -= 1
 
     def _send(self, handler, record, status: int, body: bytes, content_type: str, headers: dict | None = None,
-              declared_length: int | None = None) -> None:
+              declared_length: int | None = None, status_label: str | None = None) -> None:
+        # The record is complete before the body goes out: a client that has read the whole
+        # answer may look at ``requests`` before this thread runs again.
+        record.status = status_label or str(status)
         handler.send_response(status)
         handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(body) if declared_length is None else declared_length))
@@ -236,7 +239,6 @@ class StandinServer:
         handler.end_headers()
         handler.wfile.write(body)
         handler.wfile.flush()
-        record.status = str(status)
 
     def _stall(self, handler, record) -> None:
         """Answer nothing until the client hangs up (its timeout) or ``stall_s`` passes."""
@@ -274,10 +276,9 @@ class StandinServer:
     def _send_body(self, handler, record, status, body, content_type, headers=None) -> None:
         if record.fault == "truncate":
             # declare the whole body, send half, hang up: a connection dropped mid-transfer
-            self._send(handler, record, status, body[: len(body) // 2], content_type, headers,
-                       declared_length=len(body))
             handler.close_connection = True
-            record.status = f"{status} truncated"
+            self._send(handler, record, status, body[: len(body) // 2], content_type, headers,
+                       declared_length=len(body), status_label=f"{status} truncated")
             return
         if record.fault == "corrupt" and body:
             body = bytes([body[0] ^ 0xFF]) + body[1:]
