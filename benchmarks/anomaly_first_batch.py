@@ -2,9 +2,9 @@
 search finds the irregular galaxies?
 
 The simulated volunteers tick "irregular" now and then on any galaxy (a base rate of
-~3% each, ``votes.sample_rare_features``), so ~2% of galaxies with nothing irregular about
-them (no irregular or merger class, no disturbance, no clumps in the hidden truth) reach
-a vote fraction over 0.1 and the simulated user rates them 1. This reruns the finished
+~3% each, ``votes.irregular_vote_probability``), so ~2% of galaxies with nothing irregular
+about them (no irregular or merger class, no major disturbance, no clumps in the hidden
+truth) reach a vote fraction over 0.1 and the simulated user rates them 1. This reruns the finished
 run's CNN + GP searches of one experiment, repeat by repeat with the workflow's seeds and
 settings, twice: with the ratings as they are (which must reproduce the workflow's runs:
 the script checks the rated galaxies against the run files), and with those unexplained
@@ -36,14 +36,13 @@ from anomaly_separability import truth_rows  # noqa: E402
 from morphtools.anomaly.io import acquired_in_order, read_experiment, read_run, run_table  # noqa: E402
 from morphtools.anomaly.methods import ActiveParams, run_method  # noqa: E402
 from morphtools.anomaly.summary import run_metrics  # noqa: E402
+from morphtools.simulation.votes import IRREGULAR_BASE_PROBABILITY, irregular_vote_probability  # noqa: E402
 
 
 def calm_for_irregular(truth: pd.DataFrame) -> np.ndarray:
     """Galaxies with none of the traits the simulated volunteers' irregular votes respond
-    to: not an irregular or a merger, no disturbance, no clumps."""
-    return (~truth["morph_class"].isin(["irregular", "merger"]).to_numpy()
-            & (truth["disturbance"].fillna("none").to_numpy() == "none")
-            & (truth["clumpiness"].to_numpy() == 0))
+    to (``votes.irregular_vote_probability`` at its base rate)."""
+    return irregular_vote_probability(truth, "decals") == IRREGULAR_BASE_PROBABILITY
 
 
 def search(galaxies: pd.DataFrame, features, ratings, params: ActiveParams, seed: int) -> tuple[dict, object]:

@@ -8,6 +8,8 @@ from morphtools.decision_tree import DECALS_DR5, GZ2_TREE
 from morphtools.simulation.population import disc_scale_length, nucleus_separation, sample_population, truth_class_label
 from morphtools.simulation.render import DECALS, _sky_sigma, moffat_kernel, render
 from morphtools.simulation.votes import (
+    IRREGULAR_BASE_PROBABILITY,
+    irregular_vote_probability,
     merger_visibility,
     ring_seen,
     ring_visibility,
@@ -173,6 +175,22 @@ def test_rare_feature_thresholds_match_the_papers_and_top_ratings_are_anomalies(
         rating = np.round(5 * fraction)
         above_every_other = rating > rating[~anomaly].max()
         assert above_every_other.sum() >= anomaly.sum() / 3, (answer, above_every_other.sum(), anomaly.sum())
+
+
+def test_irregular_votes_respond_to_their_traits_and_nothing_else(population):
+    """The base rate exactly on a galaxy with no irregular trait (a minor disturbance is
+    not one), more with any of them; and the sampled votes follow the probability."""
+    p = irregular_vote_probability(population)
+    morph = population["morph_class"].to_numpy()
+    disturbance = population["disturbance"].to_numpy()
+    clumps = population["clumpiness"].to_numpy()
+    traits = (morph == "irregular") | (morph == "merger") | (disturbance == "major") | (clumps > 0)
+    assert (p[~traits] == IRREGULAR_BASE_PROBABILITY).all() and (p[traits] > IRREGULAR_BASE_PROBABILITY).all()
+    assert ((disturbance == "minor") & ~traits).any()
+    assert p[morph == "irregular"].mean() > p[(morph == "merger")].mean() > IRREGULAR_BASE_PROBABILITY
+    fraction = sample_rare_features(population, seed=3)["rare-features_irregular_fraction"].to_numpy()
+    assert fraction[~traits].mean() == pytest.approx(IRREGULAR_BASE_PROBABILITY, rel=0.1)
+    assert fraction[morph == "irregular"].mean() > 4 * fraction[~traits].mean()
 
 
 def test_truth_labels_cover_the_phenomena(population):

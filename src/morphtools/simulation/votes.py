@@ -193,22 +193,33 @@ def sample_decals_votes(truth: pd.DataFrame, seed: int, mean_volunteers: float =
 DECALS_DR5_INDEX = {q.name: list(q.answers) for q in DECALS_DR5}
 
 
-def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float = 40.0, survey: str = "decals") -> pd.DataFrame:
-    """Hidden ring and irregular vote fractions (never shown to pretraining)."""
-    rng = np.random.default_rng(seed)
-    vis = visibility(truth, survey)
-    ring_p = 0.02 + 0.9 * np.clip(ring_seen(truth, survey), 0, 1)
-    # tightly wound arms and bars with faint outer discs get mistaken for rings
-    ring_p += 0.08 * (truth["arm_winding"].to_numpy() == "tight") + 0.05 * (truth["bar_class"].to_numpy() == "strong")
+IRREGULAR_BASE_PROBABILITY = 0.03  # a volunteer ticks "irregular" on any galaxy now and then
+
+
+def irregular_vote_probability(truth: pd.DataFrame, survey: str = "decals") -> np.ndarray:
+    """Chance (0..1) that one volunteer ticks the rare feature "irregular", per galaxy of
+    ``truth``, before the per-galaxy scatter ``sample_rare_features`` adds. Exactly
+    ``IRREGULAR_BASE_PROBABILITY`` for a galaxy with none of the traits the votes respond
+    to (an irregular class, a major disturbance, a merger, clumps); more for any other."""
     irr = truth["morph_class"].to_numpy() == "irregular"
     # "irregular" is one tick among several in a multiple-choice question, and volunteers
     # split a clumpy galaxy between it, "merger" and nothing: in GZ DECaLS the top 1.5% start
     # at 0.42 (the paper's threshold), below rings' 0.57. Near-unanimous irregular votes
     # would put the anomalies in one rating level (round(5 x fraction) = 5) with as many
     # non-anomalies, capping the anomaly experiment's top-N accuracy.
-    irregular_p = 0.03 + np.where(irr, 0.08 + 0.28 * vis["structure"], 0.0)
-    irregular_p += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
-    irregular_p += 0.12 * truth["clumpiness"].to_numpy()
+    probability = IRREGULAR_BASE_PROBABILITY + np.where(irr, 0.08 + 0.28 * visibility(truth, survey)["structure"], 0.0)
+    probability += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
+    probability += 0.12 * truth["clumpiness"].to_numpy()
+    return probability
+
+
+def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float = 40.0, survey: str = "decals") -> pd.DataFrame:
+    """Hidden ring and irregular vote fractions (never shown to pretraining)."""
+    rng = np.random.default_rng(seed)
+    ring_p = 0.02 + 0.9 * np.clip(ring_seen(truth, survey), 0, 1)
+    # tightly wound arms and bars with faint outer discs get mistaken for rings
+    ring_p += 0.08 * (truth["arm_winding"].to_numpy() == "tight") + 0.05 * (truth["bar_class"].to_numpy() == "strong")
+    irregular_p = irregular_vote_probability(truth, survey)
     ring_p = np.clip(ring_p * rng.lognormal(0, 0.15, len(truth)), 0, 0.98)
     irregular_p = np.clip(irregular_p * rng.lognormal(0, 0.15, len(truth)), 0, 0.98)
     n_vol = np.clip(rng.normal(mean_volunteers, 6, len(truth)).round().astype(int), 15, None)
