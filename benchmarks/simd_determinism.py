@@ -91,7 +91,9 @@ def main():
         return
     native = run_child(resources, args.galaxies, None)
     reduced = run_child(resources, args.galaxies, args.disable)
-    out = {"machine": native_machine(), "disable": args.disable,
+    from morphtools.model import machine_description
+
+    out = {"machine": machine_description(), "disable": args.disable,
            "features_switched_off": sorted(set(native["features"]) - set(reduced["features"])),
            "numpy_functions_that_differ": sorted(k for k, v in native["functions"].items() if reduced["functions"][k] != v),
            "renders": {kind: {"rendered": len(digests),
@@ -100,12 +102,6 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
-
-
-def native_machine() -> str:
-    from morphtools.model import machine_description
-
-    return machine_description()
 
 
 if __name__ == "__main__":
