@@ -39,10 +39,10 @@ from morphtools.anomaly.summary import run_metrics  # noqa: E402
 from morphtools.simulation.votes import IRREGULAR_BASE_PROBABILITY, irregular_vote_probability  # noqa: E402
 
 
-def calm_for_irregular(truth: pd.DataFrame) -> np.ndarray:
-    """Galaxies with none of the traits the simulated volunteers' irregular votes respond
-    to (``votes.irregular_vote_probability`` at its base rate)."""
-    return irregular_vote_probability(truth, "decals") == IRREGULAR_BASE_PROBABILITY
+def calm_for_irregular(truth: pd.DataFrame, survey: str) -> np.ndarray:
+    """Galaxies of ``survey`` with none of the traits the simulated volunteers' irregular
+    votes respond to (``votes.irregular_vote_probability`` at its base rate)."""
+    return irregular_vote_probability(truth, survey) == IRREGULAR_BASE_PROBABILITY
 
 
 def search(galaxies: pd.DataFrame, features, ratings, params: ActiveParams, seed: int) -> tuple[dict, object]:
@@ -70,7 +70,7 @@ def main():
     truth = truth_rows(results, resources, summary["survey"], galaxies["galaxy_id"])
     ratings = galaxies["rating"].to_numpy(int)
     is_anomaly = galaxies["is_anomaly"].to_numpy(bool)
-    calm = calm_for_irregular(truth)
+    calm = calm_for_irregular(truth, summary["survey"])
     unexplained = calm & (ratings > 0)
     without = np.where(unexplained, 0, ratings)
     repeats = []
