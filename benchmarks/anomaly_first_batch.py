@@ -2,7 +2,7 @@
 search finds the irregular galaxies?
 
 The simulated volunteers tick "irregular" now and then on any galaxy (a base rate of
-~3% each, ``votes.irregular_vote_probability``), so ~2% of galaxies with nothing irregular
+~2.4% each, ``votes.irregular_vote_probability``), so some galaxies with nothing irregular
 about them (no irregular or merger class, no major disturbance, no clumps in the hidden
 truth) reach a vote fraction over 0.1 and the simulated user rates them 1. This reruns the finished
 run's CNN + GP searches of one experiment, repeat by repeat with the workflow's seeds and

@@ -193,33 +193,48 @@ def sample_decals_votes(truth: pd.DataFrame, seed: int, mean_volunteers: float =
 DECALS_DR5_INDEX = {q.name: list(q.answers) for q in DECALS_DR5}
 
 
-IRREGULAR_BASE_PROBABILITY = 0.03  # a volunteer ticks "irregular" on any galaxy now and then
+# How often a volunteer ticks "irregular", scaled so that the simulated votes' top 1.5% start
+# where the real GZ DECaLS DR5 votes' do. The paper's experiment code (morphology-tools,
+# anomaly/comparison_from_scratch/shared.py) records both 1.5% thresholds: 0.42 among the
+# featured / face-on galaxies it searched and 0.34 over all galaxies with >= 30 votes. Up to
+# session 23 the simulation put the unfiltered threshold at 0.42-0.45, the filtered one at
+# 0.53: the filtered value had been matched over all galaxies. One factor brings both to
+# 0.36 and 0.42 on the scale survey, the least-squares best on a grid of factors
+# (benchmarks/rare_feature_calibration.py).
+IRREGULAR_VOTE_CALIBRATION = 0.8
+# a volunteer ticks "irregular" on any galaxy now and then
+IRREGULAR_BASE_PROBABILITY = IRREGULAR_VOTE_CALIBRATION * 0.03
 
 
-def irregular_vote_probability(truth: pd.DataFrame, survey: str = "decals") -> np.ndarray:
+def irregular_vote_probability(truth: pd.DataFrame, survey: str = "decals",
+                               calibration: float = IRREGULAR_VOTE_CALIBRATION) -> np.ndarray:
     """Chance (0..1) that one volunteer ticks the rare feature "irregular", per galaxy of
     ``truth``, before the per-galaxy scatter ``sample_rare_features`` adds. Exactly
-    ``IRREGULAR_BASE_PROBABILITY`` for a galaxy with none of the traits the votes respond
-    to (an irregular class, a major disturbance, a merger, clumps); more for any other."""
+    ``IRREGULAR_BASE_PROBABILITY`` (at the default ``calibration``, the factor every chance
+    is scaled by) for a galaxy with none of the traits the votes respond to (an irregular
+    class, a major disturbance, a merger, clumps); more for any other."""
     irr = truth["morph_class"].to_numpy() == "irregular"
     # "irregular" is one tick among several in a multiple-choice question, and volunteers
     # split a clumpy galaxy between it, "merger" and nothing: in GZ DECaLS the top 1.5% start
-    # at 0.42 (the paper's threshold), below rings' 0.57. Near-unanimous irregular votes
+    # at 0.42 among featured / face-on galaxies (the paper's threshold) and 0.34 over all,
+    # below rings' 0.57 and 0.46. Near-unanimous irregular votes
     # would put the anomalies in one rating level (round(5 x fraction) = 5) with as many
     # non-anomalies, capping the anomaly experiment's top-N accuracy.
-    probability = IRREGULAR_BASE_PROBABILITY + np.where(irr, 0.08 + 0.28 * visibility(truth, survey)["structure"], 0.0)
-    probability += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
-    probability += 0.12 * truth["clumpiness"].to_numpy()
-    return probability
+    traits = np.where(irr, 0.08 + 0.28 * visibility(truth, survey)["structure"], 0.0)
+    traits += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
+    traits += 0.12 * truth["clumpiness"].to_numpy()
+    return calibration * 0.03 + calibration * traits
 
 
-def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float = 40.0, survey: str = "decals") -> pd.DataFrame:
-    """Hidden ring and irregular vote fractions (never shown to pretraining)."""
+def sample_rare_features(truth: pd.DataFrame, seed: int, mean_volunteers: float = 40.0, survey: str = "decals",
+                         irregular_calibration: float = IRREGULAR_VOTE_CALIBRATION) -> pd.DataFrame:
+    """Hidden ring and irregular vote fractions (never shown to pretraining);
+    ``irregular_calibration`` as in :func:`irregular_vote_probability`."""
     rng = np.random.default_rng(seed)
     ring_p = 0.02 + 0.9 * np.clip(ring_seen(truth, survey), 0, 1)
     # tightly wound arms and bars with faint outer discs get mistaken for rings
     ring_p += 0.08 * (truth["arm_winding"].to_numpy() == "tight") + 0.05 * (truth["bar_class"].to_numpy() == "strong")
-    irregular_p = irregular_vote_probability(truth, survey)
+    irregular_p = irregular_vote_probability(truth, survey, irregular_calibration)
     ring_p = np.clip(ring_p * rng.lognormal(0, 0.15, len(truth)), 0, 0.98)
     irregular_p = np.clip(irregular_p * rng.lognormal(0, 0.15, len(truth)), 0, 0.98)
     n_vol = np.clip(rng.normal(mean_volunteers, 6, len(truth)).round().astype(int), 15, None)
