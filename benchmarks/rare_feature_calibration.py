@@ -12,9 +12,12 @@ draw reproduces the survey's own ``rare_features.csv``, and reports both thresho
 - for the irregular votes at each factor of a grid of ``irregular_calibration`` values
   (``votes.sample_rare_features``; the factor every volunteer's chance is scaled by),
   with the squared distance to the real pair, and the factor that minimises it;
-- for the ring votes as they stand, with the share of the ring fine-tuning's candidates
-  (volunteers' featured fraction > 0.25, not-edge-on > 0.75) over the ring cut (0.25),
-  which the protocol notes put at ~12% (sec. 5).
+- for the ring votes at each ``(base, seen_weight)`` of a grid
+  (``votes.ring_vote_probability``), with two more real facts: among the ring
+  fine-tuning's candidates (the paper's sec. 4: predicted smooth < 0.25 and not edge-on >
+  0.75; here the volunteers' fractions stand in for the predictions) 12% of the real votes
+  are over 0.25 and 61% under 0.05. The squared distance sums over the two thresholds and
+  the two shares; the pair that minimises it is reported.
 
 Simulated survey only. Writes benchmarks/results/rare_feature_calibration.json:
 
@@ -32,13 +35,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from morphtools.simulation.votes import IRREGULAR_VOTE_CALIBRATION, sample_rare_features
+from morphtools.simulation.votes import (
+    IRREGULAR_VOTE_CALIBRATION,
+    RING_BASE_PROBABILITY,
+    RING_SEEN_WEIGHT,
+    sample_rare_features,
+)
 
 # DR5's 1.5% thresholds (filtered, unfiltered), from the paper's experiment code
 REAL_THRESHOLDS = {"ring": (0.57, 0.46), "irregular": (0.42, 0.34)}
 PREVALENCE = 0.015
 RARE_FEATURES_SEED_OFFSET = 3  # survey.simulate_decals_survey draws them with seed + 3
-RING_CANDIDATE_CUT, REAL_RING_CANDIDATE_SHARE = 0.25, 0.12
+# the ring fine-tuning's candidates and labels, and the real shares (the paper's sec. 4:
+# 82,898 candidates, 12% over the ring cut, 61% under the not-ring cut)
+RING_CANDIDATE_SMOOTH_MAX, RING_CANDIDATE_NOT_EDGE_ON_MIN = 0.25, 0.75
+RING_CUT, NOT_RING_CUT = 0.25, 0.05
+REAL_RING_SHARE, REAL_NOT_RING_SHARE = 0.12, 0.61
+RING_GRID = [(base, weight) for base in (0.005, 0.01, 0.02) for weight in (0.5, 0.6, 0.7, 0.8, 0.9)]
 
 
 def threshold(fractions: pd.Series) -> float:
@@ -60,6 +73,22 @@ def thresholds(votes: pd.DataFrame, answer: str, filtered: list[str], unfiltered
             "squared_distance": round((simulated[0] - real_filtered) ** 2 + (simulated[1] - real_unfiltered) ** 2, 5)}
 
 
+def ring_candidate_shares(votes: pd.DataFrame, candidates: pd.Index) -> dict:
+    """Shares of the fine-tuning candidates over the ring cut and under the not-ring cut,
+    against the real ones."""
+    fractions = votes.loc[candidates, "rare-features_ring_fraction"]
+    ring, not_ring = float((fractions > RING_CUT).mean()), float((fractions < NOT_RING_CUT).mean())
+    return {"ring_share": round(ring, 3), "not_ring_share": round(not_ring, 3),
+            "real_ring_share": REAL_RING_SHARE, "real_not_ring_share": REAL_NOT_RING_SHARE,
+            "share_squared_distance": round((ring - REAL_RING_SHARE) ** 2 + (not_ring - REAL_NOT_RING_SHARE) ** 2, 5)}
+
+
+def ring_row(votes: pd.DataFrame, sets: tuple[list[str], list[str]], candidates: pd.Index) -> dict:
+    row = thresholds(votes, "ring", *sets) | ring_candidate_shares(votes, candidates)
+    row["squared_distance"] = round(row["squared_distance"] + row.pop("share_squared_distance"), 5)
+    return row
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results/anomaly_scale")
@@ -72,10 +101,11 @@ def main():
     truth = pd.read_csv(simulated / "hidden" / "truth.csv", dtype={"iauname": str})
     on_disk = pd.read_csv(simulated / "hidden" / "rare_features.csv", dtype={"iauname": str}).set_index("iauname")
 
-    def draw(calibration: float) -> pd.DataFrame:
-        return sample_rare_features(truth, seed, irregular_calibration=calibration).set_index("iauname")
+    def draw(calibration: float = IRREGULAR_VOTE_CALIBRATION,
+             ring: tuple[float, float] = (RING_BASE_PROBABILITY, RING_SEEN_WEIGHT)) -> pd.DataFrame:
+        return sample_rare_features(truth, seed, irregular_calibration=calibration, ring_calibration=ring).set_index("iauname")
 
-    current = draw(IRREGULAR_VOTE_CALIBRATION)
+    current = draw()
     if not current.equals(on_disk.loc[current.index]):
         raise SystemExit(f"{simulated / 'hidden' / 'rare_features.csv'} was not drawn by this code with seed {seed}: "
                          "re-simulate the survey first")
@@ -89,9 +119,10 @@ def main():
     best = min(grid, key=lambda row: row["squared_distance"])
 
     volunteers = pd.read_csv(simulated / "gz_decals_volunteers.csv", dtype={"iauname": str}).set_index("iauname")
-    candidates = volunteers.index[(volunteers["smooth-or-featured_featured-or-disk_fraction"] > 0.25)
-                                  & (volunteers["disk-edge-on_no_fraction"] > 0.75)]
-    ring_share = float((current.loc[candidates, "rare-features_ring_fraction"] > RING_CANDIDATE_CUT).mean())
+    candidates = volunteers.index[(volunteers["smooth-or-featured_smooth_fraction"] < RING_CANDIDATE_SMOOTH_MAX)
+                                  & (volunteers["disk-edge-on_no_fraction"] > RING_CANDIDATE_NOT_EDGE_ON_MIN)]
+    ring_grid = [{"base": base, "seen_weight": weight, **ring_row(draw(ring=(base, weight)), sets["ring"], candidates)}
+                 for base, weight in RING_GRID]
     result = {
         "results": str(results),
         "seed": seed,
@@ -99,16 +130,16 @@ def main():
         "irregular": {"calibration_in_use": IRREGULAR_VOTE_CALIBRATION,
                       "in_use": thresholds(current, "irregular", *sets["irregular"]),
                       "best_on_grid": best, "grid": grid},
-        "ring": {"in_use": thresholds(current, "ring", *sets["ring"]),
-                 "finetune_candidates": len(candidates),
-                 "finetune_candidate_share_over_cut": round(ring_share, 3),
-                 "real_finetune_candidate_share_over_cut": REAL_RING_CANDIDATE_SHARE},
+        "ring": {"calibration_in_use": {"base": RING_BASE_PROBABILITY, "seen_weight": RING_SEEN_WEIGHT},
+                 "finetune_candidates": len(candidates), "galaxies": len(volunteers),
+                 "in_use": ring_row(current, sets["ring"], candidates),
+                 "best_on_grid": min(ring_grid, key=lambda row: row["squared_distance"]), "grid": ring_grid},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "irregular"} | {
-        "irregular": {k: v for k, v in result["irregular"].items() if k != "grid"}}, indent=1))
+    print(json.dumps({k: ({kk: vv for kk, vv in v.items() if kk != "grid"} if isinstance(v, dict) else v)
+                      for k, v in result.items()}, indent=1))
 
 
 if __name__ == "__main__":
