@@ -202,8 +202,9 @@ DECALS_DR5_INDEX = {q.name: list(q.answers) for q in DECALS_DR5}
 # 0.36 and 0.42 on the scale survey, the least-squares best on a grid of factors
 # (benchmarks/rare_feature_calibration.py).
 IRREGULAR_VOTE_CALIBRATION = 0.8
-# a volunteer ticks "irregular" on any galaxy now and then
-IRREGULAR_BASE_PROBABILITY = IRREGULAR_VOTE_CALIBRATION * 0.03
+# a volunteer ticks "irregular" on any galaxy now and then (before calibration, and after)
+UNCALIBRATED_IRREGULAR_BASE_PROBABILITY = 0.03
+IRREGULAR_BASE_PROBABILITY = IRREGULAR_VOTE_CALIBRATION * UNCALIBRATED_IRREGULAR_BASE_PROBABILITY
 
 
 def irregular_vote_probability(truth: pd.DataFrame, survey: str = "decals",
@@ -223,7 +224,7 @@ def irregular_vote_probability(truth: pd.DataFrame, survey: str = "decals",
     traits = np.where(irr, 0.08 + 0.28 * visibility(truth, survey)["structure"], 0.0)
     traits += 0.15 * (truth["disturbance"].to_numpy() == "major") + 0.08 * (truth["morph_class"].to_numpy() == "merger")
     traits += 0.12 * truth["clumpiness"].to_numpy()
-    return calibration * 0.03 + calibration * traits
+    return calibration * UNCALIBRATED_IRREGULAR_BASE_PROBABILITY + calibration * traits
 
 
 # How often a volunteer ticks "ring": on any galaxy now and then, and in proportion to how
