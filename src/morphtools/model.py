@@ -399,7 +399,7 @@ def limit_cpu_threads(threads: int) -> None:
 
 # Instruction-set extensions that change which kernels the backends run, and so the last
 # bits of a training step: the same code, seeds and data train measurably different models
-# on an AVX2 and an AVX-512 CPU (README, "At scale")
+# on an AVX2 and an AVX-512 CPU (docs/anomaly.md, "At scale")
 _NUMERIC_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
 
 
