@@ -8,6 +8,7 @@ from morphtools.finetune import (
     DEPTHS,
     FEATURED_COLUMN,
     NOT_EDGE_ON_COLUMN,
+    SMOOTH_COLUMN,
     FinetuneData,
     FinetuneParams,
     RingCuts,
@@ -32,18 +33,30 @@ def labelled(n_rings=50, n_not=400):
 
 def test_ring_dataset_cuts_on_predicted_fractions_and_labels_from_votes():
     predicted = pd.DataFrame({
-        "galaxy_id": ["a", "b", "c", "d", "e", "f"],
-        FEATURED_COLUMN: [0.9, 0.9, 0.1, 0.9, 0.9, 0.9],     # c: smooth, not a candidate
-        NOT_EDGE_ON_COLUMN: [0.9, 0.9, 0.9, 0.5, 0.9, 0.9],  # d: edge-on
+        "galaxy_id": ["a", "b", "c", "d", "e", "f", "g"],
+        SMOOTH_COLUMN: [0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.6],
+        FEATURED_COLUMN: [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.4],    # c: smooth, not a candidate
+        NOT_EDGE_ON_COLUMN: [0.9, 0.9, 0.9, 0.5, 0.9, 0.9, 0.9],  # d: edge-on
     })
-    votes = pd.DataFrame({"galaxy_id": ["a", "b", "c", "d", "e"],  # f has no ring votes
-                          "ring": [0.5, 0.01, 0.9, 0.9, 0.1]})      # e: in between, dropped
+    votes = pd.DataFrame({"galaxy_id": ["a", "b", "c", "d", "e", "g"],  # f has no ring votes
+                          "ring": [0.5, 0.01, 0.9, 0.9, 0.1, 0.6]})      # e: in between, dropped
+    # the paper's text: smooth < 0.25 leaves out g, a ring whose featured fraction is only 0.4
     table, summary = ring_dataset(predicted, votes, "ring", RingCuts())
     assert table["galaxy_id"].tolist() == ["a", "b"] and table["label"].tolist() == [1, 0]
-    assert summary == {"galaxies": 6, "with_ring_votes": 5, "candidates": 3, "rings": 1, "not_rings": 1,
+    assert summary == {"galaxies": 7, "with_ring_votes": 6, "candidates": 3, "rings": 1, "not_rings": 1,
                        "dropped_in_between": 1}
+    # the wider cut the protocol notes allow, featured > 0.25, keeps it
+    wider = RingCuts(smooth_max=None, featured_min=0.25)
+    table, summary = ring_dataset(predicted.drop(columns=SMOOTH_COLUMN), votes, "ring", wider)
+    assert table["galaxy_id"].tolist() == ["a", "b", "g"] and table["label"].tolist() == [1, 0, 1]
+    assert summary["candidates"] == 4
+    # both at once keep what both keep
+    both = RingCuts(smooth_max=0.25, featured_min=0.25)
+    assert ring_dataset(predicted, votes, "ring", both)[0]["galaxy_id"].tolist() == ["a", "b"]
     with pytest.raises(KeyError, match="no column"):
-        ring_dataset(predicted.drop(columns=FEATURED_COLUMN), votes, "ring")
+        ring_dataset(predicted.drop(columns=SMOOTH_COLUMN), votes, "ring")
+    with pytest.raises(KeyError, match="no column"):
+        ring_dataset(predicted.drop(columns=FEATURED_COLUMN), votes, "ring", wider)
 
 
 @pytest.mark.parametrize("train_size", [1, 8, 59, 350])

@@ -94,4 +94,5 @@ def gz2_columns() -> list[str]:
 
 # predicted vote fractions that select featured, face-on discs (anomaly filter, ring candidates)
 FEATURED_FRACTION = "smooth-or-featured_featured-or-disk_fraction"
+SMOOTH_FRACTION = "smooth-or-featured_smooth_fraction"
 NOT_EDGE_ON_FRACTION = "disk-edge-on_no_fraction"

@@ -43,6 +43,7 @@ import pandas as pd
 
 from .decision_tree import FEATURED_FRACTION as FEATURED_COLUMN
 from .decision_tree import NOT_EDGE_ON_FRACTION as NOT_EDGE_ON_COLUMN
+from .decision_tree import SMOOTH_FRACTION as SMOOTH_COLUMN
 from .model import REPRESENTATION_DIM, _keras, compile_with_adam
 from .pretraining import (
     Checkpoint,
@@ -69,11 +70,17 @@ BASE_INITIALISATIONS = ("imagenet", "scratch")  # the rest are pretraining varia
 
 @dataclass(frozen=True)
 class RingCuts:
-    """Vote-fraction cuts of W+22: candidates have predicted featured > ``featured_min`` and
-    predicted not-edge-on > ``not_edge_on_min``; ring if the ring vote fraction is above
-    ``ring_min``, not-ring below ``not_ring_max``; ``min_votes`` on the ring question."""
+    """Vote-fraction cuts of W+22. Candidates are discs that are not edge-on, judged on the
+    model's predicted fractions: smooth < ``smooth_max`` (the paper's text, sec. 4) and/or
+    featured > ``featured_min`` (the alternative the protocol notes allow); ``None`` leaves
+    that cut out. Both answer the first question, but they are not one cut: smooth < 0.25
+    means featured + artifact > 0.75, much narrower than featured > 0.25. Then
+    not-edge-on > ``not_edge_on_min``. A candidate is a ring if its ring vote fraction is
+    above ``ring_min``, a not-ring below ``not_ring_max``; ``min_votes`` on the ring
+    question."""
 
-    featured_min: float = 0.25
+    smooth_max: float | None = 0.25
+    featured_min: float | None = None
     not_edge_on_min: float = 0.75
     ring_min: float = 0.25
     not_ring_max: float = 0.05
@@ -90,14 +97,16 @@ def ring_dataset(predicted: pd.DataFrame, labels: pd.DataFrame, fraction_column:
     ``ring_fraction``, ``label`` (1 ring, 0 not-ring), in ``predicted`` order; a summary of
     the counts at each cut).
     """
-    for col in (FEATURED_COLUMN, NOT_EDGE_ON_COLUMN):
+    disc_columns = [col for col, cut in ((SMOOTH_COLUMN, cuts.smooth_max), (FEATURED_COLUMN, cuts.featured_min))
+                    if cut is not None]
+    for col in (*disc_columns, NOT_EDGE_ON_COLUMN):
         if col not in predicted.columns:
             raise KeyError(f"the predicted vote fractions have no column {col!r} (is the model answering every "
                            f"question?)")
     missing = [c for c in (fraction_column, votes_column) if c and c not in labels.columns]
     if missing:
         raise KeyError(f"the ring labels table has no column(s) {missing}")
-    table = predicted[["galaxy_id", FEATURED_COLUMN, NOT_EDGE_ON_COLUMN]].copy()
+    table = predicted[["galaxy_id", *disc_columns, NOT_EDGE_ON_COLUMN]].copy()
     table["galaxy_id"] = table["galaxy_id"].astype(str)
     lab = labels.assign(galaxy_id=labels["galaxy_id"].astype(str)).drop_duplicates("galaxy_id")
     table = table.merge(lab[["galaxy_id", fraction_column] + ([votes_column] if votes_column else [])],
@@ -108,8 +117,11 @@ def ring_dataset(predicted: pd.DataFrame, labels: pd.DataFrame, fraction_column:
     if votes_column and cuts.min_votes:
         keep &= np.nan_to_num(table[votes_column].to_numpy(float)) >= cuts.min_votes
     summary["with_ring_votes"] = int(keep.sum())
-    keep &= (table[FEATURED_COLUMN].to_numpy(float) > cuts.featured_min) & \
-            (table[NOT_EDGE_ON_COLUMN].to_numpy(float) > cuts.not_edge_on_min)
+    if cuts.smooth_max is not None:
+        keep &= table[SMOOTH_COLUMN].to_numpy(float) < cuts.smooth_max
+    if cuts.featured_min is not None:
+        keep &= table[FEATURED_COLUMN].to_numpy(float) > cuts.featured_min
+    keep &= table[NOT_EDGE_ON_COLUMN].to_numpy(float) > cuts.not_edge_on_min
     summary["candidates"] = int(keep.sum())
     ring = fraction > cuts.ring_min
     not_ring = fraction < cuts.not_ring_max
