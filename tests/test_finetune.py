@@ -33,24 +33,25 @@ def labelled(n_rings=50, n_not=400):
 
 def test_ring_dataset_cuts_on_predicted_fractions_and_labels_from_votes():
     predicted = pd.DataFrame({
-        "galaxy_id": ["a", "b", "c", "d", "e", "f", "g"],
-        SMOOTH_COLUMN: [0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.6],
-        FEATURED_COLUMN: [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.4],    # c: smooth, not a candidate
-        NOT_EDGE_ON_COLUMN: [0.9, 0.9, 0.9, 0.5, 0.9, 0.9, 0.9],  # d: edge-on
+        "galaxy_id": ["a", "b", "c", "d", "e", "f", "g", "h"],
+        SMOOTH_COLUMN: [0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.6, 0.1],
+        FEATURED_COLUMN: [0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.4, 0.2],     # c: smooth, not a candidate
+        NOT_EDGE_ON_COLUMN: [0.9, 0.9, 0.9, 0.5, 0.9, 0.9, 0.9, 0.9],  # d: edge-on
     })
-    votes = pd.DataFrame({"galaxy_id": ["a", "b", "c", "d", "e", "g"],  # f has no ring votes
-                          "ring": [0.5, 0.01, 0.9, 0.9, 0.1, 0.6]})      # e: in between, dropped
-    # the paper's text: smooth < 0.25 leaves out g, a ring whose featured fraction is only 0.4
+    votes = pd.DataFrame({"galaxy_id": ["a", "b", "c", "d", "e", "g", "h"],  # f has no ring votes
+                          "ring": [0.5, 0.01, 0.9, 0.9, 0.1, 0.6, 0.7]})      # e: in between, dropped
+    # the paper's text, smooth < 0.25: leaves out g, a ring whose featured fraction is only 0.4,
+    # and keeps h, which is little smooth and little featured (mostly "artifact")
     table, summary = ring_dataset(predicted, votes, "ring", RingCuts())
-    assert table["galaxy_id"].tolist() == ["a", "b"] and table["label"].tolist() == [1, 0]
-    assert summary == {"galaxies": 7, "with_ring_votes": 6, "candidates": 3, "rings": 1, "not_rings": 1,
+    assert table["galaxy_id"].tolist() == ["a", "b", "h"] and table["label"].tolist() == [1, 0, 1]
+    assert summary == {"galaxies": 8, "with_ring_votes": 7, "candidates": 4, "rings": 2, "not_rings": 1,
                        "dropped_in_between": 1}
-    # the wider cut the protocol notes allow, featured > 0.25, keeps it
+    # the wider cut the protocol notes allow, featured > 0.25: keeps g, leaves out h
     wider = RingCuts(smooth_max=None, featured_min=0.25)
     table, summary = ring_dataset(predicted.drop(columns=SMOOTH_COLUMN), votes, "ring", wider)
     assert table["galaxy_id"].tolist() == ["a", "b", "g"] and table["label"].tolist() == [1, 0, 1]
     assert summary["candidates"] == 4
-    # both at once keep what both keep
+    # both at once keep only what both keep
     both = RingCuts(smooth_max=0.25, featured_min=0.25)
     assert ring_dataset(predicted, votes, "ring", both)[0]["galaxy_id"].tolist() == ["a", "b"]
     with pytest.raises(KeyError, match="no column"):
