@@ -14,8 +14,9 @@ draw reproduces the survey's own ``rare_features.csv``, and reports both thresho
   with the squared distance to the real pair, and the factor that minimises it;
 - for the ring votes at each ``(base, seen_weight)`` of a grid
   (``votes.ring_vote_probability``), with two more real facts: among the ring
-  fine-tuning's candidates (the paper's sec. 4: predicted smooth < 0.25 and not edge-on >
-  0.75; here the volunteers' fractions stand in for the predictions) 12% of the real votes
+  fine-tuning's candidates (the paper's sec. 4 and the workflow's ``finetune.RingCuts``:
+  predicted smooth < 0.25 and not edge-on > 0.75; here the volunteers' fractions stand in
+  for the predictions) 12% of the real votes
   are over 0.25 and 61% under 0.05. The squared distance sums over the two thresholds and
   the two shares; the pair that minimises it is reported.
 
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from morphtools.finetune import RingCuts, ring_dataset
 from morphtools.simulation.votes import (
     IRREGULAR_VOTE_CALIBRATION,
     RING_BASE_PROBABILITY,
@@ -46,10 +48,9 @@ from morphtools.simulation.votes import (
 REAL_THRESHOLDS = {"ring": (0.57, 0.46), "irregular": (0.42, 0.34)}
 PREVALENCE = 0.015
 RARE_FEATURES_SEED_OFFSET = 3  # survey.simulate_decals_survey draws them with seed + 3
-# the ring fine-tuning's candidates and labels, and the real shares (the paper's sec. 4:
-# 82,898 candidates, 12% over the ring cut, 61% under the not-ring cut)
-RING_CANDIDATE_SMOOTH_MAX, RING_CANDIDATE_NOT_EDGE_ON_MIN = 0.25, 0.75
-RING_CUT, NOT_RING_CUT = 0.25, 0.05
+# the real shares of the ring fine-tuning's candidates (the paper's sec. 4: 82,898
+# candidates, 12% over the ring cut, 61% under the not-ring cut); the cuts are the
+# workflow's own (finetune.RingCuts, the paper's), applied by finetune.ring_dataset
 REAL_RING_SHARE, REAL_NOT_RING_SHARE = 0.12, 0.61
 RING_GRID = [(base, weight) for base in (0.005, 0.01, 0.02) for weight in (0.5, 0.6, 0.7, 0.8, 0.9)]
 
@@ -73,18 +74,26 @@ def thresholds(votes: pd.DataFrame, answer: str, filtered: list[str], unfiltered
             "squared_distance": round((simulated[0] - real_filtered) ** 2 + (simulated[1] - real_unfiltered) ** 2, 5)}
 
 
-def ring_candidate_shares(votes: pd.DataFrame, candidates: pd.Index) -> dict:
+def ring_candidate_counts(votes: pd.DataFrame, volunteers: pd.DataFrame) -> dict:
+    """``finetune.ring_dataset``'s counts (candidates, rings, not-rings) under the workflow's
+    cuts, ``volunteers``' vote fractions standing in for the model's predictions."""
+    labels = votes["rare-features_ring_fraction"].rename_axis("galaxy_id").reset_index()
+    return ring_dataset(volunteers.rename_axis("galaxy_id").reset_index(), labels, "rare-features_ring_fraction",
+                        RingCuts())[1]
+
+
+def ring_candidate_shares(votes: pd.DataFrame, volunteers: pd.DataFrame) -> dict:
     """Shares of the fine-tuning candidates over the ring cut and under the not-ring cut,
     against the real ones."""
-    fractions = votes.loc[candidates, "rare-features_ring_fraction"]
-    ring, not_ring = float((fractions > RING_CUT).mean()), float((fractions < NOT_RING_CUT).mean())
+    counts = ring_candidate_counts(votes, volunteers)
+    ring, not_ring = counts["rings"] / counts["candidates"], counts["not_rings"] / counts["candidates"]
     return {"ring_share": round(ring, 3), "not_ring_share": round(not_ring, 3),
             "real_ring_share": REAL_RING_SHARE, "real_not_ring_share": REAL_NOT_RING_SHARE,
             "share_squared_distance": round((ring - REAL_RING_SHARE) ** 2 + (not_ring - REAL_NOT_RING_SHARE) ** 2, 5)}
 
 
-def ring_row(votes: pd.DataFrame, sets: tuple[list[str], list[str]], candidates: pd.Index) -> dict:
-    row = thresholds(votes, "ring", *sets) | ring_candidate_shares(votes, candidates)
+def ring_row(votes: pd.DataFrame, sets: tuple[list[str], list[str]], volunteers: pd.DataFrame) -> dict:
+    row = thresholds(votes, "ring", *sets) | ring_candidate_shares(votes, volunteers)
     row["squared_distance"] = round(row["squared_distance"] + row.pop("share_squared_distance"), 5)
     return row
 
@@ -119,9 +128,7 @@ def main():
     best = min(grid, key=lambda row: row["squared_distance"])
 
     volunteers = pd.read_csv(simulated / "gz_decals_volunteers.csv", dtype={"iauname": str}).set_index("iauname")
-    candidates = volunteers.index[(volunteers["smooth-or-featured_smooth_fraction"] < RING_CANDIDATE_SMOOTH_MAX)
-                                  & (volunteers["disk-edge-on_no_fraction"] > RING_CANDIDATE_NOT_EDGE_ON_MIN)]
-    ring_grid = [{"base": base, "seen_weight": weight, **ring_row(draw(ring=(base, weight)), sets["ring"], candidates)}
+    ring_grid = [{"base": base, "seen_weight": weight, **ring_row(draw(ring=(base, weight)), sets["ring"], volunteers)}
                  for base, weight in RING_GRID]
     result = {
         "results": str(results),
@@ -131,8 +138,9 @@ def main():
                       "in_use": thresholds(current, "irregular", *sets["irregular"]),
                       "best_on_grid": best, "grid": grid},
         "ring": {"calibration_in_use": {"base": RING_BASE_PROBABILITY, "seen_weight": RING_SEEN_WEIGHT},
-                 "finetune_candidates": len(candidates), "galaxies": len(volunteers),
-                 "in_use": ring_row(current, sets["ring"], candidates),
+                 "finetune_candidates": ring_candidate_counts(current, volunteers)["candidates"],
+                 "galaxies": len(volunteers),
+                 "in_use": ring_row(current, sets["ring"], volunteers),
                  "best_on_grid": min(ring_grid, key=lambda row: row["squared_distance"]), "grid": ring_grid},
     }
     out = Path(args.out)
