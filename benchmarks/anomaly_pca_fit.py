@@ -59,10 +59,11 @@ def rows_of(ids, wanted) -> np.ndarray:
     return position.loc[list(wanted)].to_numpy()
 
 
-def compare_experiment(folder: Path, results: Path) -> dict:
+def compare_experiment(folder: Path, representations: dict) -> dict:
+    """``representations``: survey -> its ``read_embeddings`` (``galaxy_id``, ``representation``)."""
     galaxies, features = read_experiment(folder / "galaxies.csv", folder / "features.h5")
     summary = json.loads((folder / "summary.json").read_text())
-    emb = read_embeddings(results / summary["survey"] / "representation.h5", ("galaxy_id", "representation"))
+    emb = representations[summary["survey"]]
     ids = galaxies["galaxy_id"].astype(str).to_numpy()
     representation = emb["representation"][rows_of(emb["galaxy_id"], ids)]
     survey_fit = features["cnn"]
@@ -101,8 +102,12 @@ def main():
     names = args.experiment or sorted(p.parent.parent.name for p in (results / "anomaly").glob("*/runs/cnn_gp"))
     if not names:
         raise SystemExit(f"no CNN + GP runs under {results / 'anomaly'}")
-    out = {"results": str(results), "experiments": {name: compare_experiment(results / "anomaly" / name, results)
-                                                    for name in names}}
+    surveys = {json.loads((results / "anomaly" / name / "summary.json").read_text())["survey"] for name in names}
+    # one read of each survey's (n, 1280) representation, shared by its experiments
+    representations = {survey: read_embeddings(results / survey / "representation.h5", ("galaxy_id", "representation"))
+                       for survey in surveys}
+    out = {"results": str(results),
+           "experiments": {name: compare_experiment(results / "anomaly" / name, representations) for name in names}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({name: {k: v for k, v in e.items() if k != "repeats"} for name, e in out["experiments"].items()},
